@@ -1,0 +1,47 @@
+"""Pieces every sub-command shares: device/size options, a tqdm progress bar, writing results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from nst.images import save_image
+from nst.progress import Progress, ProgressCallback
+from nst.result import StyleResult
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", default="output.png", help="output image (.png or .jpg)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@contextmanager
+def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator[ProgressCallback]:
+    """Yield a progress callback that drives a tqdm bar showing the current loss terms."""
+    bar = tqdm(total=total, desc=description, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def update(progress: Progress) -> None:
+        bar.n = progress.step
+        if progress.losses:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in progress.losses.items()}, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def write_result(result: StyleResult, output: str | Path, history: str | Path | None = None) -> None:
+    """Save the image (and the loss history CSV when asked) and print the metrics summary."""
+    path = save_image(result.image, output)
+    if history:
+        result.write_history_csv(history)
+    print(result.summary())
+    print(f"saved: {path}")

@@ -1,0 +1,58 @@
+"""Loss functions shared by Gatys, Johnson and AdaIN: gram, content, style, TV, mean/std."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalised as in the PyTorch tutorial: F F^T / (a*b*c*d).
+
+    ``features`` is BxCxHxW; the result is BxCxC (each image's gram divided by B*C*H*W, the
+    tutorial's a*b*c*d, so a batch of one matches the tutorial exactly).
+    """
+    a, b, c, d = features.shape
+    flat = features.reshape(a, b, c * d)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (a * b * c * d)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between feature maps (the tutorial's content distance)."""
+    return F.mse_loss(features, target.expand_as(features))
+
+
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the gram of ``features`` and a target gram."""
+    return F.mse_loss(gram_matrix(features), target_gram.expand(features.shape[0], -1, -1))
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between vertical and between horizontal neighbours, summed."""
+    dy = image[:, :, 1:, :] - image[:, :, :-1, :]
+    dx = image[:, :, :, 1:] - image[:, :, :, :-1]
+    return dy.pow(2).mean() + dx.pow(2).mean()
+
+
+def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over H*W (unbiased variance + eps, as published AdaIN does).
+
+    Returns tensors of shape BxCx1x1.
+    """
+    b, c = features.shape[:2]
+    flat = features.reshape(b, c, -1)
+    mean = flat.mean(dim=2).reshape(b, c, 1, 1)
+    std = (flat.var(dim=2) + eps).sqrt().reshape(b, c, 1, 1)
+    return mean, std
+
+
+def mean_std_loss(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """AdaIN style loss: sum over layers of MSE(mean) + MSE(std)."""
+    total = features[0].new_zeros(())
+    for feat, target in zip(features, targets):
+        f_mean, f_std = mean_std(feat)
+        t_mean, t_std = mean_std(target)
+        total = total + F.mse_loss(f_mean, t_mean.expand_as(f_mean)) + F.mse_loss(f_std, t_std.expand_as(f_std))
+    return total
