@@ -143,7 +143,7 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
     """RGB PIL image -> float tensor of shape 1x3xHxW in [0, 1]."""
     array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).to(device)
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
 
 
 def to_pil(tensor: torch.Tensor) -> Image.Image:

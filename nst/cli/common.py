@@ -23,10 +23,17 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator[ProgressCallback]:
-    """Yield a progress callback that drives a tqdm bar showing the current loss terms."""
-    bar = tqdm(total=total, desc=description, unit="step", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    """Yield a progress callback that drives a tqdm bar showing the current loss terms.
+
+    The bar opens at the first report, so errors raised while loading inputs print cleanly.
+    """
+    bars: list[tqdm] = []
 
     def update(progress: Progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=description, unit="step", disable=quiet, file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
         bar.n = progress.step
         if progress.losses:
             bar.set_postfix({k: f"{v:.4g}" for k, v in progress.losses.items()}, refresh=False)
@@ -35,7 +42,8 @@ def progress_bar(total: int, description: str, quiet: bool = False) -> Iterator[
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def write_result(result: StyleResult, output: str | Path, history: str | Path | None = None) -> None:
