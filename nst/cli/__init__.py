@@ -11,6 +11,7 @@ from nst.errors import NSTError
 
 COMMAND_MODULES = [
     "nst.cli.gatys_cmd",
+    "nst.cli.adain_cmd",
 ]
 
 
