@@ -1,0 +1,62 @@
+"""Loss maths against hand-computed values and independent re-derivations."""
+
+import torch
+
+from nst.losses import content_loss, gram_matrix, mean_std, mean_std_loss, style_loss, total_variation
+
+
+def test_gram_matches_tutorial_normalisation_by_hand():
+    # one image, two channels, 1x2 spatial: F = [[1, 2], [3, 4]]
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    expected = torch.tensor([[5.0, 11.0], [11.0, 25.0]]) / (1 * 2 * 1 * 2)
+    assert torch.allclose(gram_matrix(features)[0], expected)
+
+
+def test_gram_equals_explicit_loop():
+    torch.manual_seed(0)
+    features = torch.randn(1, 4, 3, 5)
+    a, b, c, d = features.shape
+    flat = features.view(b, c * d)
+    loop = torch.zeros(b, b)
+    for i in range(b):
+        for j in range(b):
+            loop[i, j] = (flat[i] * flat[j]).sum()
+    assert torch.allclose(gram_matrix(features)[0], loop / (a * b * c * d), atol=1e-6)
+
+
+def test_content_loss_is_mse_and_zero_for_identical_features():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    y = torch.tensor([[[[1.0, 0.0], [3.0, 8.0]]]])
+    assert content_loss(x, x).item() == 0.0
+    assert abs(content_loss(x, y).item() - (4 + 16) / 4) < 1e-6
+
+
+def test_style_loss_is_mse_between_grams():
+    torch.manual_seed(1)
+    x, y = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    expected = ((gram_matrix(x) - gram_matrix(y)) ** 2).mean()
+    assert torch.allclose(style_loss(x, gram_matrix(y)), expected)
+    assert style_loss(x, gram_matrix(x)).item() == 0.0
+
+
+def test_total_variation_by_hand():
+    image = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
+    # vertical diffs: 2, 3 -> mean of squares 6.5; horizontal diffs: 1, 2 -> 2.5
+    assert abs(total_variation(image).item() - 9.0) < 1e-6
+    assert total_variation(torch.ones(1, 3, 5, 5)).item() == 0.0
+
+
+def test_mean_std_uses_unbiased_variance_plus_eps():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    mean, std = mean_std(x)
+    values = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    assert torch.allclose(mean.flatten(), values.mean().reshape(1))
+    unbiased = ((values - values.mean()) ** 2).sum() / 3
+    assert torch.allclose(std.flatten(), (unbiased + 1e-5).sqrt().reshape(1))
+
+
+def test_mean_std_loss_zero_for_same_statistics_and_positive_otherwise():
+    torch.manual_seed(2)
+    a, b = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6) * 3 + 1
+    assert mean_std_loss([a], [a]).item() == 0.0
+    assert mean_std_loss([a], [b]).item() > 0.1
