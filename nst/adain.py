@@ -234,6 +234,23 @@ def masked_adain(
     return out.reshape_as(content_feat)
 
 
+def target_features(
+    content_feat: torch.Tensor,
+    style_feats: Sequence[torch.Tensor],
+    weights: Sequence[float] | None = None,
+    alpha: float = 1.0,
+    region: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The decoder input t: AdaIN (interpolated, or per mask region) blended with the content by alpha."""
+    if region is not None:
+        styled = masked_adain(content_feat, style_feats, region)
+    else:
+        styled = interpolate_styles(content_feat, style_feats, normalise_weights(weights, len(style_feats)))
+    if alpha == 1.0:
+        return styled
+    return alpha * styled + (1.0 - alpha) * content_feat
+
+
 # ---------------------------------------------------------------------------------------------
 # The encoder-feature cache
 
@@ -326,6 +343,11 @@ def _prepare(source: ImageSource, size: int | None, what: str) -> Image.Image:
     return resize_longest(image, size) if size else image
 
 
+def recolor_style(style: Image.Image, content: Image.Image) -> Image.Image:
+    """Colour preservation: the style image with the content's RGB mean and covariance (CORAL)."""
+    return to_pil(match_color(to_tensor(style), to_tensor(content)))
+
+
 def mask_to_features(mask: ImageSource, image_size: tuple[int, int], feature_hw: tuple[int, int]) -> torch.Tensor:
     """A mask (white = first style) as an HxW bool tensor at the feature resolution.
 
@@ -414,8 +436,7 @@ def stylize(
     enc = get_encoder(encoder, dev)
     dec = get_decoder(decoder, dev)
     if preserve_color:
-        content_t = to_tensor(content_img, dev)
-        style_inputs = [to_pil(match_color(to_tensor(s, dev), content_t)) for s in style_imgs]
+        style_inputs = [recolor_style(s, content_img) for s in style_imgs]
     else:
         style_inputs = style_imgs
     timings["prepare"] = time.perf_counter() - t0
@@ -433,12 +454,8 @@ def stylize(
 
     t0 = time.perf_counter()
     with torch.inference_mode():
-        if mask is not None:
-            region = mask_to_features(mask, content_img.size, tuple(fc.shape[-2:]))
-            target = masked_adain(fc, fs, region)
-        else:
-            target = interpolate_styles(fc, fs, norm_weights)
-        target = alpha * target + (1.0 - alpha) * fc
+        region = None if mask is None else mask_to_features(mask, content_img.size, tuple(fc.shape[-2:]))
+        target = target_features(fc, fs, norm_weights or None, alpha, region)
         timings["adain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         decoded = dec(target)
