@@ -89,8 +89,8 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
             scale = 1 / 257.0
         array = np.clip(array.astype(np.float64) * scale, 0, 255).round().astype(np.uint8)
     if array.shape[2] == 1:
-        return Image.fromarray(array[:, :, 0], "L")
-    return Image.fromarray(array, "RGB" if array.shape[2] == 3 else "RGBA")
+        return Image.fromarray(array[:, :, 0])
+    return Image.fromarray(array)
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -111,7 +111,7 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         elif values.max(initial=0) <= 1.0:
             values = values * 255.0
         gray = np.clip(values, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
+        return Image.fromarray(gray).convert("RGB")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         mode = image.mode
@@ -151,7 +151,7 @@ def to_pil(tensor: torch.Tensor) -> Image.Image:
     if tensor.dim() == 4:
         tensor = tensor[0]
     array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array, "RGB")
+    return Image.fromarray(array)
 
 
 def save_image(image: Image.Image, path: str | Path, quality: int = 95) -> Path:
