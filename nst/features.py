@@ -18,7 +18,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from nst.checkpoints import load_exact, read_state_dict
-from nst.errors import ConfigError, LayerError
+from nst.errors import ConfigError, LayerError, WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -301,6 +301,8 @@ def build_backbone(name: str, weights: WeightsSpec = "pretrained", seed: int = 0
         model = spec.construct()
     if str(weights) != "random":
         path = Path(weights)
+        if not path.is_file() and (path.suffix in (".pth", ".pt", ".safetensors", ".bin") or len(path.parts) > 1):
+            raise WeightsError(f"The weights file '{path}' does not exist.")
         if not path.is_file():
             from nst import weights as registry
 

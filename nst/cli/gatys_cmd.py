@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gatys.add_argument("--seed", type=int)
     gatys.add_argument("--preserve-color", action="store_true", default=None, help="keep the content's colours")
     weights = gatys.add_mutually_exclusive_group()
-    weights.add_argument("--backbone-weights", metavar="PATH",
+    weights.add_argument("--backbone-weights", "--weights", metavar="PATH",
                          help="torchvision-format state dict (or registry name) instead of the download")
     weights.add_argument("--random-weights", action="store_true",
                          help="seeded random backbone weights (testing only: the result is not a painting)")
