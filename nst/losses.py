@@ -8,6 +8,20 @@ import torch
 import torch.nn.functional as F
 
 
+class _Gram(torch.autograd.Function):
+    """F F^T with a one-matmul backward: d/dF = (dG + dG^T) F (autograd's default needs two)."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(flat)
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrix normalised as in the PyTorch tutorial: F F^T / (a*b*c*d).
 
@@ -16,7 +30,7 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """
     a, b, c, d = features.shape
     flat = features.reshape(a, b, c * d)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (a * b * c * d)
+    return _Gram.apply(flat) / (a * b * c * d)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -60,3 +60,16 @@ def test_mean_std_loss_zero_for_same_statistics_and_positive_otherwise():
     a, b = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6) * 3 + 1
     assert mean_std_loss([a], [a]).item() == 0.0
     assert mean_std_loss([a], [b]).item() > 0.1
+
+
+def test_gram_gradient_matches_plain_autograd():
+    torch.manual_seed(3)
+    features = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram_matrix, (features,))
+    weights = torch.randn(2, 3, 3, dtype=torch.float64)
+    (gram_matrix(features) * weights).sum().backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(2, 3, 20)
+    ((torch.bmm(flat, flat.transpose(1, 2)) / (2 * 3 * 4 * 5)) * weights).sum().backward()
+    assert torch.allclose(ours, features.grad)
