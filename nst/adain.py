@@ -93,6 +93,23 @@ def load_encoder(weights: str | Path = ENCODER_REGISTRY_NAME, seed: int = 0) -> 
     return net.truncated([CONTENT_LAYER])
 
 
+def random_encoder(seed: int = 0) -> FeatureNet:
+    """The encoder with seeded variance-preserving (He) random weights: smoke tests and offline trial runs only.
+
+    PyTorch's default init shrinks activations layer by layer (relu4_1 would be ~1e-2), which makes
+    losses vanish; He-normal weights keep them at a usable scale.
+    """
+    net = load_encoder("random", seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                module.bias.zero_()
+    return net
+
+
 def _looks_like_path(name: str) -> bool:
     return Path(name).suffix != "" or "/" in name or "\\" in name
 
@@ -132,11 +149,15 @@ def get_encoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
             )
         return spec.to(device)
     weights = str(spec) if spec is not None else ENCODER_REGISTRY_NAME
-    if _looks_like_path(weights) and not Path(weights).is_file():
-        raise WeightsError(
-            f"The AdaIN encoder file '{weights}' does not exist; pass the path of naoto0804's "
-            "vgg_normalised.pth (or a safetensors file with the same keys)."
-        )
+    if weights != "random" and not Path(weights).is_file():
+        if _looks_like_path(weights):
+            raise WeightsError(
+                f"The AdaIN encoder file '{weights}' does not exist; pass the path of naoto0804's "
+                "vgg_normalised.pth (or a safetensors file with the same keys)."
+            )
+        from nst import weights as registry
+
+        weights = str(registry.resolve(weights))
     key = (weights, _file_stamp(weights), str(device))
     return _remember(_encoders, key, lambda: load_encoder(weights).to(device))  # type: ignore[return-value]
 
