@@ -12,6 +12,7 @@ from nst.errors import NSTError
 COMMAND_MODULES = [
     "nst.cli.gatys_cmd",
     "nst.cli.adain_cmd",
+    "nst.cli.weights_cmd",
 ]
 
 
