@@ -114,6 +114,16 @@ def _looks_like_path(name: str) -> bool:
     return Path(name).suffix != "" or "/" in name or "\\" in name
 
 
+def _resolve_registry(name: str, option: str) -> Path:
+    """A registry name -> local file; a missing file's error also names the AdaIN command's own option."""
+    from nst import weights as registry
+
+    try:
+        return registry.resolve(name)
+    except WeightsError as exc:
+        raise WeightsError(f"{exc} With `python -m nst adain` you can also pass {option}.") from None
+
+
 def _file_stamp(spec: str | Path) -> float:
     path = Path(spec)
     return path.stat().st_mtime if path.is_file() else 0.0
@@ -155,9 +165,7 @@ def get_encoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
                 f"The AdaIN encoder file '{weights}' does not exist; pass the path of naoto0804's "
                 "vgg_normalised.pth (or a safetensors file with the same keys)."
             )
-        from nst import weights as registry
-
-        weights = str(registry.resolve(weights))
+        weights = str(_resolve_registry(weights, "--encoder PATH (naoto0804's vgg_normalised.pth)"))
     key = (weights, _file_stamp(weights), str(device))
     return _remember(_encoders, key, lambda: load_encoder(weights).to(device))  # type: ignore[return-value]
 
@@ -175,9 +183,7 @@ def get_decoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
                 f"The AdaIN decoder file '{name}' does not exist; pass the path of naoto0804's decoder.pth "
                 "(or a safetensors file with the same keys)."
             )
-        from nst import weights as registry
-
-        path = registry.resolve(name)
+        path = _resolve_registry(name, "--decoder PATH (naoto0804's decoder.pth)")
     key = (str(path), _file_stamp(path), str(device))
     return _remember(_decoders, key, lambda: load_decoder(path).to(device))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -427,3 +429,34 @@ def test_cli_errors_are_messages(files, tmp_path, capsys):
     code = main(["adain", str(content), str(content), "--decoder", str(tmp_path / "missing.pth"),
                  "--encoder", str(files["encoder"]), "--device", "cpu"])
     assert code == 3 and "decoder.pth" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry weights (no network: NST_WEIGHTS_DIR overrides, offline mode)
+
+
+@pytest.fixture()
+def weights_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("NST_WEIGHTS_DIR", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return folder
+
+
+def test_registry_weights_are_used_when_no_paths_are_given(files, weights_dir, run):
+    shutil.copy(files["encoder"], weights_dir / "adain-vgg-encoder.pth")
+    shutil.copy(files["decoder"], weights_dir / "adain-decoder.pth")
+    content, style = pattern(32, 32, 70), pattern(32, 32, 71, "stripes")
+    result = A.stylize(content, [style], size=None, device="cpu", scorer=None, cache=A.FeatureCache())
+    assert np.array_equal(pixels(result.image), pixels(run(content, [style]).image))
+
+
+def test_missing_registry_weights_is_a_clear_error(files, weights_dir):
+    content = pattern(32, 32, 72)
+    with pytest.raises(WeightsError, match="adain-vgg-encoder"):
+        A.stylize(content, [content], device="cpu", scorer=None)
+    shutil.copy(files["encoder"], weights_dir / "adain-vgg-encoder.pth")
+    with pytest.raises(WeightsError, match="adain-decoder"):
+        A.stylize(content, [content], device="cpu", scorer=None)
