@@ -27,6 +27,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -294,7 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{self.state.endpoint}/{repo_id}"
         if repo_id in self.state.repos:
             return self._json(409, {"error": "You already created this model repo", "url": url})
-        self.state.add_repo(repo_id, private=bool(payload.get("private")))
+        private = bool(payload.get("private")) or payload.get("visibility") == "private"
+        self.state.add_repo(repo_id, private=private)
         return self._json(200, {"url": url, "name": repo_id})
 
     def _commit(self, repo_id: str, revision: str, repo: Repo, body: bytes) -> None:
@@ -310,3 +312,24 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.commits.append(Commit(repo_id, revision, summary, files, oid))
         self._json(200, {"commitUrl": f"{self.state.endpoint}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True})
+
+
+CLEARED_ENV = (
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE", "NST_WEIGHTS_DIR", "HF_TOKEN_PATH", "XDG_CACHE_HOME",
+)
+
+
+def point_client_at(hub: FakeHub, monkeypatch, root: Path) -> None:
+    """Environment for a test: the real client talks to ``hub``; caches and the registry live under ``root``."""
+    import huggingface_hub.constants
+
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(root / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    monkeypatch.setenv("NST_REGISTRY", str(root / "registry.toml"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # huggingface_hub copies HF_HUB_OFFLINE at import; nst.weights reads the variable itself at call time
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

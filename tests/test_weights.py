@@ -10,24 +10,17 @@ import zipfile
 from pathlib import Path
 
 import huggingface_hub
-import huggingface_hub.constants
 import pytest
 import torch
 import torchvision.models as tvm
 from safetensors.torch import save_file
 
-from fake_hub import FakeHub
+from fake_hub import FakeHub, point_client_at
 from nst import weights
 from nst.checkpoints import load_exact, mismatches, read_state_dict
 from nst.cli import main
 from nst.errors import WeightsError
 from nst.features import FeatureNet, build_backbone
-
-ENV_CLEARED = (
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE",
-    "HUGGINGFACE_HUB_CACHE", "NST_WEIGHTS_DIR", "HF_TOKEN_PATH", "XDG_CACHE_HOME",
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
@@ -91,14 +84,7 @@ def hub():
 @pytest.fixture
 def env(tmp_path, monkeypatch, hub):
     """A clean environment: temp HF_HOME / TORCH_HOME, HF_ENDPOINT at the fake Hub, a temp registry."""
-    for name in ENV_CLEARED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("NST_REGISTRY", str(tmp_path / "registry.toml"))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # only the import-time copy
+    point_client_at(hub, monkeypatch, tmp_path)
     weights.clear_overrides()
     weights.clear_cache()
     yield tmp_path
