@@ -822,8 +822,15 @@ def resident() -> list[str]:
 
 
 def load(name: str | WeightEntry, device: str | torch.device = "cpu") -> nn.Module:
-    """A ready module for ``name`` (eval mode, frozen), built once per file and device and kept in memory."""
+    """A ready module for ``name`` (eval mode, frozen), built once per file and device and kept in memory.
+
+    At most ``set_cache_size`` modules (default 4, env ``NST_MODEL_CACHE``) stay resident; the least
+    recently used goes first. A changed file (override replaced, new download) is loaded afresh.
+    """
+    from nst.runtime import pick_device
+
     found = entry(name)
+    device = pick_device(device)
     path = resolve(found)
     stat = path.stat()
     key = (found.name, str(device), str(path), stat.st_mtime_ns, stat.st_size)

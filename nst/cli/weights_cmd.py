@@ -122,7 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--name", help="model name in the card (default: the repo name)")
     push.add_argument("--kind", default="finetuned", choices=weights.KINDS, help="default: finetuned")
     push.add_argument("--license", default="mit", help="license id for the card (default: mit)")
-    push.add_argument("--base-model", help="Hub id of the model it was trained from")
+    push.add_argument("--base-model", help="Hub model id (ORG/REPO) it was trained from")
     push.add_argument("--description", default="", help="one paragraph for the card")
     push.add_argument("--tag", action="append", default=[], help="extra card tag (repeatable)")
     push.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training parameter (repeatable)")
