@@ -80,7 +80,11 @@ def load_exact(
         return {k: v for k, v in d.items() if not (ignore_prefixes and k.startswith(ignore_prefixes))}
 
     state = kept(state)
-    problems = mismatches(kept(module.state_dict()), state)
+    expected = kept(module.state_dict())
+    for key in expected:  # BatchNorm counters only matter for training; old checkpoints lack them
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
+    problems = mismatches(expected, state)
     if problems:
         raise WeightsError(f"The checkpoint does not fit {what}: " + "; ".join(problems) + ".")
     module.load_state_dict(state, strict=not ignore_prefixes)

@@ -154,3 +154,12 @@ def test_backbone_weights_from_a_torchvision_state_dict_file(tmp_path):
         for name in ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2"]:
             h = getattr(reference, name)(h)
         assert torch.allclose(net(x, ["layer2"])["layer2"], h, atol=1e-5)
+
+
+def test_checkpoint_without_batchnorm_counters_still_loads(tmp_path):
+    torch.manual_seed(12)
+    reference = tvm.resnet18().eval()
+    state = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "old.pth")
+    net = build_backbone("resnet18", tmp_path / "old.pth")
+    assert torch.equal(net.blocks[net.index["conv1"]].weight, reference.conv1.weight)
