@@ -148,6 +148,11 @@ def _remember(store: OrderedDict, key: tuple, build) -> nn.Module:
     return module
 
 
+def _fast_layout(module: nn.Module) -> nn.Module:
+    """Channels-last weights: the 3x3 convolutions run about a quarter faster on CPUs (same results)."""
+    return module.to(memory_format=torch.channels_last)
+
+
 def get_encoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> FeatureNet:
     """Resolve ``spec`` (None -> registry, a path, a registry name, or a FeatureNet) to an encoder on ``device``."""
     device = torch.device(device)
@@ -157,7 +162,7 @@ def get_encoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
                 f"The AdaIN encoder must be a FeatureNet with the layers {', '.join(STYLE_LAYERS)} "
                 f"(build it with nst.adain.load_encoder)."
             )
-        return spec.to(device)
+        return _fast_layout(spec.to(device))
     weights = str(spec) if spec is not None else ENCODER_REGISTRY_NAME
     if weights != "random" and not Path(weights).is_file():
         if _looks_like_path(weights):
@@ -167,14 +172,14 @@ def get_encoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
             )
         weights = str(_resolve_registry(weights, "--encoder PATH (naoto0804's vgg_normalised.pth)"))
     key = (weights, _file_stamp(weights), str(device))
-    return _remember(_encoders, key, lambda: load_encoder(weights).to(device))  # type: ignore[return-value]
+    return _remember(_encoders, key, lambda: _fast_layout(load_encoder(weights).to(device)))  # type: ignore[return-value]
 
 
 def get_decoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> nn.Module:
     """Resolve ``spec`` (None -> registry ``adain-decoder``, a path, a registry name, or a module) to a decoder."""
     device = torch.device(device)
     if isinstance(spec, nn.Module):
-        return spec.to(device)
+        return _fast_layout(spec.to(device))
     name = str(spec) if spec is not None else DECODER_REGISTRY_NAME
     path = Path(name)
     if not path.is_file():
@@ -185,7 +190,7 @@ def get_decoder(spec: ModuleSpec = None, device: torch.device | str = "cpu") -> 
             )
         path = _resolve_registry(name, "--decoder PATH (naoto0804's decoder.pth)")
     key = (str(path), _file_stamp(path), str(device))
-    return _remember(_decoders, key, lambda: load_decoder(path).to(device))
+    return _remember(_decoders, key, lambda: _fast_layout(load_decoder(path).to(device)))
 
 
 def clear_model_cache() -> None:
@@ -249,6 +254,9 @@ def masked_adain(
     """
     if content_feat.shape[0] != 1:
         raise ConfigError("Masked AdaIN works on one content image at a time.")
+    if bool(mask.all()) or not bool(mask.any()):  # one region: plain AdaIN (or the content)
+        index = 0 if bool(mask.all()) else 1
+        return adain(content_feat, style_feats[index], eps) if index < len(style_feats) else content_feat
     channels = content_feat.shape[1]
     flat = content_feat.reshape(channels, -1)
     out = flat.clone()
@@ -291,16 +299,23 @@ def _module_token(module: nn.Module) -> str:
 
 
 class FeatureCache:
-    """Bounded LRU of encoder features keyed by (encoder, image content hash, size, device).
+    """Bounded LRUs of encoder features and of AdaIN outputs, keyed by image content.
 
-    ``encoder_runs`` counts how often the encoder actually ran; ``hits``/``misses`` count lookups.
+    Encoder features are keyed by (encoder, image content hash, size, device, padding); AdaIN
+    outputs (before the alpha blend) by the keys of their content and styles plus the weights or
+    mask. So an alpha change re-runs only the blend and the decoder, a new photo with the same
+    style re-encodes only the photo. ``encoder_runs`` and ``adain_runs`` count the real work done;
+    ``hits``/``misses`` count encoder-feature lookups.
     """
 
-    def __init__(self, max_entries: int = 16):
+    def __init__(self, max_entries: int = 16, max_styled: int = 4):
         self.max_entries = max_entries
+        self.max_styled = max_styled
         self._store: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+        self._styled: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
         self._lock = threading.Lock()
         self.encoder_runs = 0
+        self.adain_runs = 0
         self.hits = 0
         self.misses = 0
 
@@ -309,26 +324,43 @@ class FeatureCache:
         digest = hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
         return (_module_token(encoder), digest, image.size, str(device), pad)
 
-    def features(self, encoder: FeatureNet, image: Image.Image, device: torch.device, pad: bool) -> torch.Tensor:
-        """relu4_1 features of ``image`` (padded to a multiple of 8 when ``pad``), from the cache if present."""
+    def encode(
+        self, encoder: FeatureNet, image: Image.Image, device: torch.device, pad: bool
+    ) -> tuple[tuple, torch.Tensor]:
+        """(cache key, relu4_1 features) of ``image`` (padded to a multiple of 8 when ``pad``)."""
         key = self.key(encoder, image, device, pad)
         with self._lock:
             if key in self._store:
                 self._store.move_to_end(key)
                 self.hits += 1
-                return self._store[key]
+                return key, self._store[key]
             self.misses += 1
         tensor = to_tensor(image, device)
         if pad:
             tensor = pad_to_multiple(tensor)
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             feat = encoder(tensor, [CONTENT_LAYER])[CONTENT_LAYER]
         with self._lock:
             self.encoder_runs += 1
-            self._store[key] = feat
-            while len(self._store) > self.max_entries:
-                self._store.popitem(last=False)
-        return feat
+            _put(self._store, key, feat, self.max_entries)
+        return key, feat
+
+    def features(self, encoder: FeatureNet, image: Image.Image, device: torch.device, pad: bool) -> torch.Tensor:
+        """relu4_1 features of ``image``, from the cache if present."""
+        return self.encode(encoder, image, device, pad)[1]
+
+    def styled(self, key: tuple, compute) -> torch.Tensor:
+        """The AdaIN output stored under ``key``, or ``compute()`` stored there."""
+        with self._lock:
+            if key in self._styled:
+                self._styled.move_to_end(key)
+                return self._styled[key]
+        value = compute()
+        with self._lock:
+            self.adain_runs += 1
+            _put(self._styled, key, value, self.max_styled)
+        return value
 
     def __len__(self) -> int:
         return len(self._store)
@@ -337,10 +369,25 @@ class FeatureCache:
         """Drop all entries and reset the counters."""
         with self._lock:
             self._store.clear()
-            self.encoder_runs = self.hits = self.misses = 0
+            self._styled.clear()
+            self.encoder_runs = self.adain_runs = self.hits = self.misses = 0
 
     def stats(self) -> dict[str, int]:
-        return {"entries": len(self._store), "encoder_runs": self.encoder_runs, "hits": self.hits, "misses": self.misses}
+        return {
+            "entries": len(self._store),
+            "styled_entries": len(self._styled),
+            "encoder_runs": self.encoder_runs,
+            "adain_runs": self.adain_runs,
+            "hits": self.hits,
+            "misses": self.misses,
+        }
+
+
+def _put(store: OrderedDict, key: tuple, value: torch.Tensor, limit: int) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > limit:
+        store.popitem(last=False)
 
 
 _cache = FeatureCache()
@@ -470,10 +517,11 @@ def stylize(
 
     runs_before = cache.encoder_runs
     t0 = time.perf_counter()
-    fc = cache.features(enc, content_img, dev, pad=True)
+    content_key, fc = cache.encode(enc, content_img, dev, pad=True)
     timings["encode_content"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fs = [cache.features(enc, s, dev, pad=False) for s in style_inputs]
+    encoded = [cache.encode(enc, s, dev, pad=False) for s in style_inputs]
+    fs = [feat for _, feat in encoded]
     timings["encode_styles"] = time.perf_counter() - t0
     reused = 1 + len(fs) - (cache.encoder_runs - runs_before)
     if reused:
@@ -482,10 +530,13 @@ def stylize(
     t0 = time.perf_counter()
     with torch.inference_mode():
         region = None if mask is None else mask_to_features(mask, content_img.size, tuple(fc.shape[-2:]))
-        target = target_features(fc, fs, norm_weights or None, alpha, region)
+        region_key = None if region is None else hashlib.blake2b(region.cpu().numpy().tobytes()).hexdigest()
+        styled_key = (content_key, tuple(k for k, _ in encoded), tuple(norm_weights), region_key)
+        styled = cache.styled(styled_key, lambda: target_features(fc, fs, norm_weights or None, 1.0, region))
+        target = styled if alpha == 1.0 else alpha * styled + (1.0 - alpha) * fc
         timings["adain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        decoded = dec(target)
+        decoded = dec(target.contiguous(memory_format=torch.channels_last))
     width, height = content_img.size
     image = to_pil(decoded[..., :height, :width].clamp(0, 1))
     timings["decode"] = time.perf_counter() - t0

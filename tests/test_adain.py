@@ -356,8 +356,11 @@ def test_same_style_is_not_encoded_again(run):
     assert cache.encoder_runs == 2
     run(second, [style], cache=cache)  # new photo, same style: only the content is encoded
     assert cache.encoder_runs == 3
+    adain_runs = cache.adain_runs
     result = run(second, [style], alpha=0.4, cache=cache)  # alpha slider: nothing is encoded
     assert cache.encoder_runs == 3
+    assert cache.adain_runs == adain_runs  # ... and AdaIN is not recomputed, only blended and decoded
+    assert np.array_equal(pixels(result.image), pixels(run(second, [style], alpha=0.4).image))  # fresh cache
     assert "2 of 2 encoder pass(es)" in result.notes[0]
     run(second, [style], size=36, cache=cache)  # a new size is a new key
     assert cache.encoder_runs == 5
