@@ -537,6 +537,8 @@ def stylize(
         timings["adain"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         decoded = dec(target.contiguous(memory_format=torch.channels_last))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)  # so the timings measure the work, not the kernel launches
     width, height = content_img.size
     image = to_pil(decoded[..., :height, :width].clamp(0, 1))
     timings["decode"] = time.perf_counter() - t0
