@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "nst.cli.gatys_cmd",
     "nst.cli.adain_cmd",
     "nst.cli.weights_cmd",
+    "nst.cli.johnson_cmd",
 ]
 
 
