@@ -40,11 +40,12 @@ class ConditionalInstanceNorm2d(nn.Module):
         self.register_buffer("mix", mix, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.instance_norm(x, eps=self.eps)
         gamma = self.mix @ self.weight
         beta = self.mix @ self.bias
-        shape = (-1, x.shape[1], 1, 1) if gamma.dim() == 2 else (1, x.shape[1], 1, 1)
-        return y * gamma.reshape(shape) + beta.reshape(shape)
+        if gamma.dim() == 1:  # one style vector: exactly InstanceNorm2d(affine=True)'s computation
+            return F.instance_norm(x, weight=gamma, bias=beta, eps=self.eps)
+        y = F.instance_norm(x, eps=self.eps)
+        return y * gamma[:, :, None, None] + beta[:, :, None, None]
 
 
 class MultiStyleNet(TransformerNet):

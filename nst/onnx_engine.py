@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nst.errors import ConfigError
-from nst.johnson import TransformerNet, from_network, inference_graph, pad_to_multiple, to_network
+from nst.johnson import TransformerNet, fingerprint, from_network, inference_graph, pad_to_multiple, to_network
 
 EXPORT_VERSION = "2"
 """Bump when the exported graph changes, so stale cached files are not reused."""
@@ -91,20 +91,15 @@ def make_session(path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _fingerprint(net: nn.Module) -> tuple:
-    tensors = list(net.parameters()) + list(net.buffers())
-    return tuple((t.data_ptr(), t._version) for t in tensors)
-
-
 def session_for(net: TransformerNet):
     """The onnxruntime session of ``net``, re-exported only when its weights change."""
-    fingerprint = _fingerprint(net)
+    key = fingerprint(net)
     with _lock:
         cached = _sessions.get(net)
-        if cached is not None and cached[0] == fingerprint:
+        if cached is not None and cached[0] == key:
             return cached[1]
         session = make_session(exported_model(net))
-        _sessions[net] = (fingerprint, session)
+        _sessions[net] = (key, session)
         return session
 
 

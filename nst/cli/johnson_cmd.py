@@ -118,7 +118,9 @@ def run_johnson(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from nst.johnson import cached_network
-    from nst.onnx_engine import export_onnx
+    import shutil
+
+    from nst.onnx_engine import exported_model
 
     if args.checkpoint:
         net = cached_network(args.checkpoint, args.format)
@@ -128,7 +130,9 @@ def run_export(args: argparse.Namespace) -> int:
         if weights.entry(args.style).kind != "johnson":
             raise ConfigError(f"'{args.style}' is not a Johnson style network in the registry.")
         net = cached_network(weights.resolve(args.style), args.format or weights.entry(args.style).format)
-    path = export_onnx(net, args.output)
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported_model(net), path)
     order = net.channel_order.upper()
     print(f"saved: {path}")
     print(f"input 'x': 1x3xHxW float32, {order} 0-255, H and W multiples of 4; output 'y' in the same units")
