@@ -42,7 +42,9 @@ PIXEL_SCALE = 255.0
 SIZE_MULTIPLE = 4
 """Two stride-2 convolutions down and two x2 up-samplings: sides that are multiples of 4 round-trip."""
 
-RUNNING_STAT_KEY = re.compile(r"(^|\.)in\d+\.running_(mean|var)$|\.norm_layer\.(running_mean|running_var|num_batches_tracked)$")
+RUNNING_STAT_KEY = re.compile(
+    r"(^|\.)in\d+\.running_(mean|var)$|\.norm_layer\.(running_mean|running_var|num_batches_tracked)$"
+)
 """Keys of old InstanceNorm checkpoints that current InstanceNorm2d has no buffers for."""
 
 NormFactory = Callable[[int], nn.Module]
@@ -213,7 +215,8 @@ class PhaseStridedConv(nn.Module):
                 shifted[:, a, b, :, a : a + k, b : b + k] = weight
         self.reflection_pad = layer.reflection_pad
         self.conv = nn.Conv2d(in_channels, 4 * out_channels, k + 1, stride=2)
-        self.conv.weight = nn.Parameter(shifted.reshape(4 * out_channels, in_channels, k + 1, k + 1), requires_grad=False)
+        shifted = shifted.reshape(4 * out_channels, in_channels, k + 1, k + 1)
+        self.conv.weight = nn.Parameter(shifted, requires_grad=False)
         self.conv.bias = nn.Parameter(layer.conv2d.bias.detach().repeat_interleave(4), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

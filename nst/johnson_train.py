@@ -170,7 +170,8 @@ def metadata(config: JohnsonTrainConfig, net: TransformerNet, steps: int, fmt: s
         "format": fmt,
         "steps": str(steps),
         "style_images": "|".join(Path(s).name for s in config.styles),
-        "loss_network": f"{LOSS_BACKBONE} ({'random, seed %d' % config.seed if config.random_backbone else config.backbone_weights})",
+        "loss_network": LOSS_BACKBONE + (f" (random, seed {config.seed})" if config.random_backbone
+                                         else f" ({config.backbone_weights})"),
     }
 
 
@@ -282,7 +283,8 @@ def run_training(
                 log.log(step, values)
                 history.append({"step": float(step), **values})
             if step % config.save_every == 0:
-                checkpoint = save_checkpoint(ckpt_dir, step, net, optimizer, {"metadata": metadata(config, net, step, fmt)})
+                extra = {"metadata": metadata(config, net, step, fmt)}
+                checkpoint = save_checkpoint(ckpt_dir, step, net, optimizer, extra)
             if progress is not None:
                 progress(Progress(step, goal, values, time.perf_counter() - start_time))
     finally:

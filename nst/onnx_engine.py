@@ -48,8 +48,13 @@ def weights_digest(net: TransformerNet) -> str:
 
 def export_onnx(net: TransformerNet, path: str | Path) -> Path:
     """Export the network (with the inference-graph rewrites) to ``path`` with dynamic H and W."""
-    from torch.export import Dim
-
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+        from torch.export import Dim
+    except ImportError:
+        raise ConfigError(
+            "Exporting to ONNX needs onnxscript: pip install onnxscript (or use --engine torch)."
+        ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = inference_graph(net).cpu().eval()
@@ -73,17 +78,31 @@ def export_onnx(net: TransformerNet, path: str | Path) -> Path:
 
 
 def exported_model(net: TransformerNet) -> Path:
-    """The cached ONNX file for this network, exported on first use."""
-    path = cache_dir() / f"johnson-{weights_digest(net)[:32]}.onnx"
-    if not path.is_file():
-        export_onnx(net, path)
-    return path
+    """The cached ONNX file for this network, exported on first use.
+
+    When the cache folder cannot be written (a read-only home), the export goes to the system's
+    temporary folder instead; only where the file is kept differs.
+    """
+    name = f"johnson-{weights_digest(net)[:32]}.onnx"
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / "nst-onnx"):
+        path = folder / name
+        if path.is_file():
+            return path
+        try:
+            return export_onnx(net, path)
+        except OSError:
+            continue
+    raise ConfigError("Could not write the ONNX export of the network; set NST_ONNX_CACHE to a writable folder.")
 
 
 def make_session(path: str | Path, threads: int | None = None):
     """An onnxruntime CPU session with every graph optimisation on."""
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(
+            "The onnx engine needs onnxruntime: pip install onnxruntime (or use --engine torch)."
+        ) from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:

@@ -89,7 +89,8 @@ def test_stylize_engines_agree(nets):
 def test_cli_exports_a_checkpoint(tmp_path, nets):
     from nst.training import save_final
 
-    checkpoint = save_final(nets["maze"], tmp_path / "net.safetensors", {"format": "autoart", **nets["maze"].describe()})
+    meta = {"format": "autoart", **nets["maze"].describe()}
+    checkpoint = save_final(nets["maze"], tmp_path / "net.safetensors", meta)
     out = tmp_path / "exported.onnx"
     assert main(["johnson-onnx", "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
     assert onnx.load(str(out)).graph.output[0].name == "y"
