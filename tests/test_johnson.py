@@ -400,3 +400,19 @@ def test_cli_johnson_missing_checkpoint_exits_with_weights_code(tmp_path, capsys
                  str(tmp_path / "o.png"), "--no-reference"])
     assert code == WeightsError.exit_code
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_style_with_own_weights_file_and_no_network(tmp_path, examples_file, capsys):
+    from nst import weights
+
+    content = tmp_path / "content.png"
+    make_image(40, 40).save(content)
+    out = tmp_path / "out.png"
+    try:
+        code = main(["johnson", str(content), "--style", "udnie", "--weights", examples_file, "-o", str(out),
+                     "--size", "0", "--engine", "torch", "--device", "cpu", "--no-reference", "--quiet"])
+    finally:
+        weights.clear_overrides()
+    assert code == 0 and "ssim_style" in capsys.readouterr().out  # the registry's style image was used
+    assert main(["johnson", str(content), "-o", str(out)]) == ConfigError.exit_code
+    assert "--style NAME" in capsys.readouterr().err

@@ -19,10 +19,25 @@ def _floats(text: str) -> list[float]:
 
 
 def _add_network_options(parser: argparse.ArgumentParser) -> None:
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--style", help="registry name of a published style (python -m nst weights list)")
     which.add_argument("--checkpoint", metavar="PATH", help="a local Johnson network file (.pth or .safetensors)")
+    parser.add_argument("--weights", metavar="PATH",
+                        help="your own file for the --style entry (or, alone, the same as --checkpoint)")
     parser.add_argument("--format", choices=FORMAT_CHOICES, help="checkpoint format (default: detected from the keys)")
+
+
+def network_spec(args: argparse.Namespace) -> str:
+    """The registry name or checkpoint path the options name (``--weights`` overrides a registry file)."""
+    if args.style and args.weights:
+        from nst import weights
+
+        weights.set_override(args.style, args.weights)
+        return args.style
+    spec = args.checkpoint or args.style or args.weights
+    if not spec:
+        raise ConfigError("Name a network: --style NAME (python -m nst weights list) or --checkpoint PATH.")
+    return spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,7 +117,7 @@ def run_johnson(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size must be 0 (keep) or a positive number of pixels, not {args.size}.")
     result = stylize(
         args.content,
-        args.checkpoint or args.style,
+        network_spec(args),
         size=args.size or None,
         preserve_color=args.preserve_color,
         device=args.device,
@@ -122,14 +137,16 @@ def run_export(args: argparse.Namespace) -> int:
 
     from nst.onnx_engine import exported_model
 
-    if args.checkpoint:
-        net = cached_network(args.checkpoint, args.format)
+    spec = network_spec(args)
+    if Path(spec).is_file():
+        net = cached_network(spec, args.format)
     else:
         from nst import weights
 
-        if weights.entry(args.style).kind != "johnson":
-            raise ConfigError(f"'{args.style}' is not a Johnson style network in the registry.")
-        net = cached_network(weights.resolve(args.style), args.format or weights.entry(args.style).format)
+        entry = weights.entry(spec)
+        if entry.kind != "johnson":
+            raise ConfigError(f"'{spec}' is not a Johnson style network in the registry.")
+        net = cached_network(weights.resolve(spec), args.format or entry.format)
     path = Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(exported_model(net), path)
