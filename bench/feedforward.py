@@ -54,14 +54,21 @@ class Row:
         return statistics.median(self.times_ms)
 
 
-def time_paths(paths: dict[str, Callable[[], torch.Tensor]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Run every path ``warmup`` times, then ``rounds`` interleaved timed rounds; ms per call."""
+def time_paths(
+    paths: dict[str, Callable[[], torch.Tensor]], rounds: int, warmup: int = 1, pause_s: float = 0.05
+) -> dict[str, list[float]]:
+    """Run every path ``warmup`` times, then ``rounds`` interleaved timed rounds; ms per call.
+
+    Each timed call follows a short idle pause, so thread pools that keep spinning after a call
+    (OpenMP, onnxruntime) do not slow down the next path.
+    """
     for fn in paths.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(rounds):
         for name, fn in paths.items():
+            time.sleep(pause_s)
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1000)
