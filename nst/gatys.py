@@ -236,6 +236,7 @@ def stylize(
         runner.optimise()
     except Cancelled:
         cancelled = True
+    looped = time.perf_counter()
     final = runner.finish()
     optimised = time.perf_counter()
 
@@ -254,7 +255,7 @@ def stylize(
                 "style_sizes": [list(s.size) for s in style_images], "device": str(device)},
         seconds=finished - started,
         timings={"prepare": prepared - started, "optimise": optimised - prepared, "metrics": finished - optimised,
-                 "ms_per_step": 1000 * (optimised - prepared) / max(1, runner.evaluations)},
+                 "ms_per_step": 1000 * (looped - prepared) / max(1, runner.evaluations)},
         notes=notes,
         cancelled=cancelled,
     )

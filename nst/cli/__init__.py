@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from nst.errors import NSTError
+from nst.runtime import tune_allocator
 
 COMMAND_MODULES = [
     "nst.cli.gatys_cmd",
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run the chosen command and turn library errors into a message and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()
     try:
         return int(args.handler(args) or 0)
     except NSTError as exc:
