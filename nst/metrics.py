@@ -91,6 +91,8 @@ class ReferenceScorer:
 
 
 def _normalised(weights: Sequence[float] | None, count: int) -> list[float]:
+    if count == 0:
+        return []
     if weights is None:
         return [1.0 / count] * count
     total = float(sum(weights))

@@ -53,3 +53,9 @@ def test_report_with_and_without_scorer(vgg19_random):
     assert plain["ssim_content"] == pytest.approx(1.0)
     scored = report(content, content, [style], scorer=ReferenceScorer(vgg19_random))
     assert "reference_style_loss" in scored and np.isfinite(scored["reference_style_loss"])
+
+
+def test_report_without_style_images(vgg19_random):
+    content = make_image(64, 64, 1)
+    metrics = report(content, content, [], scorer=ReferenceScorer(vgg19_random))
+    assert metrics["reference_style_loss"] == 0.0 and "ssim_style" not in metrics
