@@ -1,8 +1,8 @@
 """Milliseconds per Gatys optimisation step for every backbone, and the cost of the loss bookkeeping.
 
 For each backbone's preset layers at each size, it times (a) a full optimisation step of
-``nst.gatys`` (features, content/style/TV losses, backward, optimiser update, history; the loop
-only, without set-up or the final evaluation) and (b) a bare forward+backward of the same truncated
+``nst.gatys`` (features, content/style/TV losses, backward, optimiser update, history; the median
+time between consecutive steps) and (b) a bare forward+backward of the same truncated
 network (its outputs are the requested activations; backward from all of them). The ratio a/b is
 what the losses and their bookkeeping add. Random weights: timings do not depend on the values.
 
@@ -72,14 +72,16 @@ def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeat
 
 
 def gatys_step_ms(backbone: str, preset_name: str, size: int, device: torch.device, steps: int, optimizer: str):
-    """ms per step of a real run (warm-up run first), plus the net for the bare measurement."""
+    """Median ms between consecutive steps of a real run (after a warm-up run), and the net and config."""
     net = get_backbone(backbone, "random", device=str(device))
     config = preset(preset_name, size=size, steps=steps, device=str(device), optimizer=optimizer,
-                    weights="random", progress_every=0)
+                    weights="random", progress_every=1)
     content, style = random_image(size, 1), random_image(size, 2)
     stylize(content, [style], config.replace(steps=1), extractor=net, scorer=None)
-    result = stylize(content, [style], config, extractor=net, scorer=None)
-    return result.timings["ms_per_step"], net, config
+    stamps: list[float] = []
+    stylize(content, [style], config, extractor=net, scorer=None, callback=lambda p: stamps.append(p.elapsed))
+    stamps = stamps[:steps]  # the last report is the final evaluation, not a step
+    return 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:])), net, config
 
 
 def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> float:
@@ -108,7 +110,7 @@ def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam", "adamw"])
     parser.add_argument("--backbones", nargs="+", help="subset of backbones")

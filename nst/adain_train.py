@@ -9,9 +9,8 @@ published decoder layout, a model card and an optional push to the Hugging Face 
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -29,18 +28,27 @@ from nst.adain import (
     load_decoder,
     random_encoder,
 )
-from nst.errors import ConfigError
 from nst.features import FeatureNet
 from nst.losses import mean_std_loss
-from nst.progress import CancelToken, Progress, ProgressCallback
+from nst.progress import CancelToken, ProgressCallback
 from nst.runtime import pick_device
-from nst.training import ImageFolder, LossLog, batches, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
+from nst.training import (
+    TrainOptions,
+    ImageFolder,
+    LoopSettings,
+    TrainResult,
+    batches,
+    finish_training,
+    resume_step,
+    save_final,
+    training_loop,
+)
 
 DECODER_FORMAT = "naoto0804-adain-decoder"
 
 
-@dataclass
-class AdainTrainConfig:
+@dataclass(kw_only=True)
+class AdainTrainConfig(TrainOptions):
     """Everything a decoder training run needs; defaults follow the reference implementation."""
 
     content_dir: str
@@ -50,54 +58,20 @@ class AdainTrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     lr_decay: float = 5e-5
-    content_weight: float = 1.0
     style_weight: float = 10.0
-    resize: int = 512
-    crop: int = 256
     save_every: int = 10_000
-    log_every: int = 10
     encoder: str = ENCODER_REGISTRY_NAME
     random_encoder: bool = False
     init_decoder: str | None = None
-    seed: int = 0
-    device: str = "auto"
-    tensorboard: bool = True
-    resume: bool = False
-    push_repo: str | None = None
     name: str = "adain-decoder-custom"
-    license: str = "other"
-    token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
-        checks = [
+        self.raise_first([
             (self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
-            (self.batch_size >= 1, f"the batch size must be at least 1, not {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"the learning rate must be positive, not {self.lr}"),
+            *self.common_checks(),
             (self.lr_decay >= 0, f"the learning-rate decay must be >= 0, not {self.lr_decay}"),
-            (self.content_weight >= 0 and self.style_weight >= 0, "loss weights must be >= 0"),
             (self.crop >= 16, f"the crop must be at least 16 pixels, not {self.crop}"),
-            (self.resize >= self.crop, f"resize ({self.resize}) must be at least the crop ({self.crop})"),
-            (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message[0].upper() + message[1:] + ".")
-
-
-@dataclass
-class AdainTrainResult:
-    """Where a run left its files and how far it got."""
-
-    decoder_path: Path
-    card_path: Path
-    loss_csv: Path
-    checkpoint: Path
-    steps: int
-    start_step: int
-    history: list[dict[str, float]]
-    seconds: float
-    url: str | None = None
-    cancelled: bool = False
+        ])
 
 
 def learning_rate(base: float, decay: float, step: int) -> float:
@@ -188,13 +162,12 @@ def train_decoder(
     config: AdainTrainConfig,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> AdainTrainResult:
+) -> TrainResult:
     """Train (or resume training) a decoder; returns where the files are. Tiny settings run on a CPU."""
     config.validate()
     start_time = time.perf_counter()
     device = pick_device(config.device)
     out = Path(config.output_dir)
-    ckpt_dir = out / "checkpoints"
     content_set = ImageFolder(config.content_dir, resize=config.resize, crop=config.crop, seed=config.seed)
     style_set = ImageFolder(config.style_dir, resize=config.resize, crop=config.crop, seed=config.seed + 1)
     encoder = _encoder(config, device)
@@ -207,70 +180,29 @@ def train_decoder(
     decoder = decoder.to(device).train()
     optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
 
-    step = 0
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None and not config.resume:
-        raise ConfigError(
-            f"'{out}' already holds checkpoints of an earlier run; pass --resume to continue it "
-            "or choose another output folder."
-        )
-    if latest is not None:
-        step, _ = load_checkpoint(latest, decoder, optimizer)
-    start_step = step
+    step = resume_step(out, decoder, optimizer, config.resume)
     data = _pairs(
         batches(content_set, config.batch_size, seed=config.seed + step),
         batches(style_set, config.batch_size, seed=config.seed + 7919 + step),
     )
-    history: list[dict[str, float]] = []
-    log = LossLog(out / "loss.csv", out / "tensorboard" if config.tensorboard else None)
-    checkpoint = latest_checkpoint(ckpt_dir)
-    cancelled = False
-    try:
-        while step < config.steps:
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            lr = learning_rate(config.lr, config.lr_decay, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            content, style = next(data)
-            loss_c, loss_s = adain_losses(encoder, decoder, content.to(device), style.to(device))
-            loss = config.content_weight * loss_c + config.style_weight * loss_s
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            values = {"content": loss_c.item(), "style": loss_s.item(), "total": loss.item(), "lr": lr}
-            if step % config.log_every == 0 or step == config.steps:
-                log.log(step, values)
-                history.append({"step": float(step), **values})
-            if step % config.save_every == 0:
-                checkpoint = save_checkpoint(ckpt_dir, step, decoder, optimizer, {"config": _metadata(config, step)})
-            if progress is not None:
-                progress(Progress(step, config.steps, values, time.perf_counter() - start_time))
-    finally:
-        log.close()
-    if checkpoint is None or not checkpoint.name.startswith(f"step_{step:08d}"):
-        checkpoint = save_checkpoint(ckpt_dir, step, decoder, optimizer, {"config": _metadata(config, step)})
-    decoder.eval()
-    decoder_path = save_final(decoder, out / "decoder.safetensors", _metadata(config, step))
-    card_path = out / "README.md"
-    card_text = _card(config, step, history)
-    card_path.write_text(card_text)
-    url = None
-    if config.push_repo and not cancelled:
-        from nst.publish import push
 
-        url = push(config.push_repo, [decoder_path], card_text, token=config.token)
-    return AdainTrainResult(
-        decoder_path=decoder_path,
-        card_path=card_path,
-        loss_csv=out / "loss.csv",
-        checkpoint=checkpoint,
-        steps=step,
-        start_step=start_step,
-        history=history,
-        seconds=time.perf_counter() - start_time,
-        url=url,
-        cancelled=cancelled,
+    def train_step(step: int) -> dict[str, float]:
+        lr = learning_rate(config.lr, config.lr_decay, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        content, style = next(data)
+        loss_c, loss_s = adain_losses(encoder, decoder, content.to(device), style.to(device))
+        loss = config.content_weight * loss_c + config.style_weight * loss_s
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"content": loss_c.item(), "style": loss_s.item(), "total": loss.item(), "lr": lr}
+
+    settings = LoopSettings(out, config.steps, config.log_every, config.save_every, config.tensorboard)
+    outcome = training_loop(
+        settings, decoder, optimizer, step, train_step, lambda s: {"config": _metadata(config, s)}, progress, cancel
     )
+    decoder.eval()
+    decoder_path = save_final(decoder, out / "decoder.safetensors", _metadata(config, outcome.step))
+    return finish_training(config, decoder_path, _card(config, outcome.step, outcome.history), outcome, step,
+                           start_time)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,9 +25,19 @@ from nst.features import FeatureNet, get_backbone
 from nst.images import load_image, resize_longest, to_tensor
 from nst.johnson import PIXEL_SCALE, TransformerNet, to_network
 from nst.losses import gram_matrix, total_variation
-from nst.progress import CancelToken, Progress, ProgressCallback
+from nst.progress import CancelToken, ProgressCallback
 from nst.runtime import pick_device
-from nst.training import ImageFolder, LossLog, batches, latest_checkpoint, load_checkpoint, save_checkpoint, save_final
+from nst.training import (
+    TrainOptions,
+    ImageFolder,
+    LoopSettings,
+    TrainResult,
+    batches,
+    finish_training,
+    resume_step,
+    save_final,
+    training_loop,
+)
 
 LOSS_BACKBONE = "vgg16"
 CONTENT_LAYER = "relu2_2"
@@ -35,8 +45,8 @@ STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 FORMAT = "autoart"
 
 
-@dataclass
-class JohnsonTrainConfig:
+@dataclass(kw_only=True)
+class JohnsonTrainConfig(TrainOptions):
     """A training run; ``styles`` holds one style image (several for the multi-style network)."""
 
     content_dir: str
@@ -44,64 +54,30 @@ class JohnsonTrainConfig:
     output_dir: str = "runs/johnson"
     epochs: int | None = None
     steps: int | None = None
-    batch_size: int = 4
-    lr: float = 1e-3
     content_weight: float = 1e5
     style_weight: float = 1e10
     tv_weight: float = 0.0
     resize: int = 256
-    crop: int = 256
     style_size: int = 512
-    save_every: int = 1000
-    log_every: int = 10
     backbone_weights: str = "pretrained"
     upsample: str = "nearest"
-    seed: int = 0
-    device: str = "auto"
-    tensorboard: bool = True
-    resume: bool = False
-    push_repo: str | None = None
     name: str = "johnson-custom"
-    license: str = "other"
-    token: str | None = field(default=None, repr=False)
 
     def validate(self) -> None:
-        checks = [
+        self.raise_first([
             (len(self.styles) >= 1, "at least one style image is needed"),
             (self.epochs is None or self.steps is None, "give either epochs or steps, not both"),
             (self.epochs is None or self.epochs >= 1, f"epochs must be at least 1, not {self.epochs}"),
             (self.steps is None or self.steps >= 1, f"steps must be at least 1, not {self.steps}"),
-            (self.batch_size >= 1, f"the batch size must be at least 1, not {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"the learning rate must be positive, not {self.lr}"),
-            (min(self.content_weight, self.style_weight, self.tv_weight) >= 0, "loss weights must be >= 0"),
+            *self.common_checks(),
+            (self.tv_weight >= 0, "loss weights must be >= 0"),
             (self.crop >= 16 and self.crop % 4 == 0, f"the crop must be a multiple of 4 and >= 16, not {self.crop}"),
-            (self.resize >= self.crop, f"resize ({self.resize}) must be at least the crop ({self.crop})"),
             (self.style_size >= 0, f"the style size must be >= 0 (0 keeps the image), not {self.style_size}"),
-            (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message[0].upper() + message[1:] + ".")
+        ])
 
     @property
     def random_backbone(self) -> bool:
         return self.backbone_weights == "random"
-
-
-@dataclass
-class JohnsonTrainResult:
-    """Where a run left its files and how far it got."""
-
-    model_path: Path
-    card_path: Path
-    loss_csv: Path
-    checkpoint: Path
-    steps: int
-    start_step: int
-    history: list[dict[str, float]]
-    seconds: float
-    url: str | None = None
-    cancelled: bool = False
 
 
 def image_gram(features: torch.Tensor) -> torch.Tensor:
@@ -236,83 +212,42 @@ def run_training(
     save: Callable[[TransformerNet, Path, dict], Path],
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> JohnsonTrainResult:
+) -> TrainResult:
     """The training loop shared by single- and multi-style networks."""
     config.validate()
     start_time = time.perf_counter()
     device = pick_device(config.device)
     out = Path(config.output_dir)
-    ckpt_dir = out / "checkpoints"
     dataset = ImageFolder(config.content_dir, resize=config.resize, crop=config.crop, seed=config.seed)
     vgg = loss_network(config, device)
     targets = [style_targets(vgg, s, config.style_size, device) for s in config.styles]
     net = net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
 
-    step = 0
-    latest = latest_checkpoint(ckpt_dir)
-    if latest is not None and not config.resume:
-        raise ConfigError(
-            f"'{out}' already holds checkpoints of an earlier run; pass --resume to continue it "
-            "or choose another output folder."
-        )
-    if latest is not None:
-        step, _ = load_checkpoint(latest, net, optimizer)
-    start_step = step
+    step = resume_step(out, net, optimizer, config.resume)
     goal = total_steps(config, len(dataset))
     data = batches(dataset, config.batch_size, seed=config.seed + step)
-    history: list[dict[str, float]] = []
-    log = LossLog(out / "loss.csv", out / "tensorboard" if config.tensorboard else None)
-    checkpoint = latest
-    cancelled = False
-    try:
-        while step < goal:
-            if cancel is not None and cancel.cancelled:
-                cancelled = True
-                break
-            index = choose_style(step)
-            losses = johnson_losses(net, vgg, next(data).to(device), targets[index], config)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
-            step += 1
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            if len(targets) > 1:
-                values["style_index"] = float(index)
-            if step % config.log_every == 0 or step == goal:
-                log.log(step, values)
-                history.append({"step": float(step), **values})
-            if step % config.save_every == 0:
-                extra = {"metadata": metadata(config, net, step, fmt)}
-                checkpoint = save_checkpoint(ckpt_dir, step, net, optimizer, extra)
-            if progress is not None:
-                progress(Progress(step, goal, values, time.perf_counter() - start_time))
-    finally:
-        log.close()
-    if checkpoint is None or not checkpoint.name.startswith(f"step_{step:08d}"):
-        checkpoint = save_checkpoint(ckpt_dir, step, net, optimizer, {"metadata": metadata(config, net, step, fmt)})
-    net.eval()
-    model_path = save(net, out / file_name, metadata(config, net, step, fmt))
-    card_path = out / "README.md"
-    card_text = model_card_text(config, net, step, history, fmt, file_name)
-    card_path.write_text(card_text)
-    url = None
-    if config.push_repo and not cancelled:
-        from nst.publish import push
 
-        url = push(config.push_repo, [model_path], card_text, token=config.token)
-    return JohnsonTrainResult(
-        model_path=model_path,
-        card_path=card_path,
-        loss_csv=out / "loss.csv",
-        checkpoint=checkpoint,
-        steps=step,
-        start_step=start_step,
-        history=history,
-        seconds=time.perf_counter() - start_time,
-        url=url,
-        cancelled=cancelled,
+    def train_step(step: int) -> dict[str, float]:
+        index = choose_style(step)
+        losses = johnson_losses(net, vgg, next(data).to(device), targets[index], config)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if len(targets) > 1:
+            values["style_index"] = float(index)
+        return values
+
+    settings = LoopSettings(out, goal, config.log_every, config.save_every, config.tensorboard)
+    outcome = training_loop(
+        settings, net, optimizer, step, train_step, lambda s: {"metadata": metadata(config, net, s, fmt)},
+        progress, cancel,
     )
+    net.eval()
+    model_path = save(net, out / file_name, metadata(config, net, outcome.step, fmt))
+    card_text = model_card_text(config, net, outcome.step, outcome.history, fmt, file_name)
+    return finish_training(config, model_path, card_text, outcome, step, start_time)
 
 
 def new_network(config: JohnsonTrainConfig) -> TransformerNet:
@@ -326,7 +261,7 @@ def train_johnson(
     config: JohnsonTrainConfig,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
-) -> JohnsonTrainResult:
+) -> TrainResult:
     """Train (or resume) a single-style network; the result is ``OUTPUT_DIR/johnson.safetensors``."""
     if len(config.styles) != 1:
         raise ConfigError(

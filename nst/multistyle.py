@@ -21,7 +21,8 @@ from nst.johnson import TransformerNet
 from nst.progress import CancelToken, ProgressCallback
 
 if TYPE_CHECKING:
-    from nst.johnson_train import JohnsonTrainConfig, JohnsonTrainResult
+    from nst.johnson_train import JohnsonTrainConfig
+    from nst.training import TrainResult
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -136,7 +137,7 @@ def style_names_for(paths: Sequence[str]) -> list[str]:
 
 def train_multistyle(
     config: "JohnsonTrainConfig", progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-) -> "JohnsonTrainResult":
+) -> "TrainResult":
     """Train (or resume) one network for all ``config.styles``; the steps cycle through the styles.
 
     The result is ``OUTPUT_DIR/multistyle.safetensors`` (format ``autoart-multistyle``).

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
@@ -15,8 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from nst.errors import ImageError, NSTError, WeightsError
+from nst.errors import ConfigError, ImageError, NSTError, WeightsError
 from nst.images import load_image, to_tensor
+from nst.progress import CancelToken, Progress, ProgressCallback
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.safetensors$")
@@ -190,3 +194,174 @@ def save_final(model: nn.Module, path: str | Path, metadata: dict | None = None)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={str(k): str(v) for k, v in (metadata or {}).items()})
     return path
+
+
+CHECKPOINT_DIR = "checkpoints"
+LOSS_CSV = "loss.csv"
+
+
+@dataclass
+class TrainResult:
+    """Where a training run left its files and how far it got."""
+
+    model_path: Path
+    card_path: Path
+    loss_csv: Path
+    checkpoint: Path
+    steps: int
+    start_step: int
+    history: list[dict[str, float]]
+    seconds: float
+    url: str | None = None
+    cancelled: bool = False
+
+
+def resume_step(
+    output_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, resume: bool
+) -> int:
+    """0 for a fresh run; the step of the last checkpoint with ``resume`` (model and optimizer restored).
+
+    A folder that already holds checkpoints is refused without ``resume`` rather than overwritten.
+    """
+    out = Path(output_dir)
+    latest = latest_checkpoint(out / CHECKPOINT_DIR)
+    if latest is None:
+        return 0
+    if not resume:
+        raise ConfigError(
+            f"'{out}' already holds checkpoints of an earlier run; pass --resume to continue it "
+            "or choose another output folder."
+        )
+    step, _ = load_checkpoint(latest, model, optimizer)
+    return step
+
+
+@dataclass
+class LoopSettings:
+    """How often a training loop logs and checkpoints, and where."""
+
+    output_dir: Path
+    goal: int
+    log_every: int
+    save_every: int
+    tensorboard: bool = False
+
+
+def training_loop(
+    settings: LoopSettings,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    start_step: int,
+    train_step: Callable[[int], dict[str, float]],
+    checkpoint_extra: Callable[[int], dict],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> LoopOutcome:
+    """Run ``train_step(step)`` until ``settings.goal`` or a cancel: log, checkpoint, report progress.
+
+    ``checkpoint_extra(step)`` is the JSON-able dict stored with each checkpoint.
+
+    A checkpoint of the last step is always written, so a cancelled or finished run can be resumed.
+    """
+    out = Path(settings.output_dir)
+    ckpt_dir = out / CHECKPOINT_DIR
+    started = time.perf_counter()
+    step, history, cancelled = start_step, [], False
+    checkpoint = latest_checkpoint(ckpt_dir)
+    log = LossLog(out / LOSS_CSV, out / "tensorboard" if settings.tensorboard else None)
+    try:
+        while step < settings.goal:
+            if cancel is not None and cancel.cancelled:
+                cancelled = True
+                break
+            values = train_step(step)
+            step += 1
+            if step % settings.log_every == 0 or step == settings.goal:
+                log.log(step, values)
+                history.append({"step": float(step), **values})
+            if step % settings.save_every == 0:
+                checkpoint = save_checkpoint(ckpt_dir, step, model, optimizer, checkpoint_extra(step))
+            if progress is not None:
+                progress(Progress(step, settings.goal, values, time.perf_counter() - started))
+    finally:
+        log.close()
+    if checkpoint is None or not checkpoint.name.startswith(f"step_{step:08d}"):
+        checkpoint = save_checkpoint(ckpt_dir, step, model, optimizer, checkpoint_extra(step))
+    return LoopOutcome(step, history, checkpoint, cancelled)
+
+
+@dataclass
+class LoopOutcome:
+    """What ``training_loop`` ended with."""
+
+    step: int
+    history: list[dict[str, float]]
+    checkpoint: Path
+    cancelled: bool
+
+
+def finish_training(
+    options: "TrainOptions", model_path: Path, card_text: str, outcome: LoopOutcome, start_step: int,
+    started: float,
+) -> TrainResult:
+    """Write the model card next to the saved model, push both when asked (not after a cancel), report."""
+    out = Path(options.output_dir)
+    card_path = out / "README.md"
+    card_path.write_text(card_text)
+    url = None
+    if options.push_repo and not outcome.cancelled:
+        from nst.publish import push
+
+        url = push(options.push_repo, [model_path], card_text, token=options.token)
+    return TrainResult(
+        model_path=model_path,
+        card_path=card_path,
+        loss_csv=out / LOSS_CSV,
+        checkpoint=outcome.checkpoint,
+        steps=outcome.step,
+        start_step=start_step,
+        history=outcome.history,
+        seconds=time.perf_counter() - started,
+        url=url,
+        cancelled=outcome.cancelled,
+    )
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    """Settings every trainer shares; each trainer's config adds its own and overrides defaults."""
+
+    output_dir: str = "runs/train"
+    batch_size: int = 4
+    lr: float = 1e-3
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    resize: int = 512
+    crop: int = 256
+    save_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    tensorboard: bool = True
+    resume: bool = False
+    push_repo: str | None = None
+    name: str = "autoart-custom"
+    license: str = "other"
+    token: str | None = field(default=None, repr=False)
+
+    def common_checks(self) -> list[tuple[bool, str]]:
+        """(condition, message) pairs for the shared settings."""
+        return [
+            (self.batch_size >= 1, f"the batch size must be at least 1, not {self.batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"the learning rate must be positive, not {self.lr}"),
+            (self.content_weight >= 0 and self.style_weight >= 0, "loss weights must be >= 0"),
+            (self.resize >= self.crop, f"resize ({self.resize}) must be at least the crop ({self.crop})"),
+            (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be at least 1"),
+        ]
+
+    @staticmethod
+    def raise_first(checks: list[tuple[bool, str]]) -> None:
+        """Raise ConfigError with the first failed check's message as a sentence."""
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message[0].upper() + message[1:] + ".")

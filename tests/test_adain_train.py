@@ -89,7 +89,7 @@ def test_a_few_steps_lower_the_loss_and_write_the_files(folders, tmp_path, encod
     style = torch.rand(2, 3, 32, 32, generator=g) * 0.5 + 0.25
     torch.manual_seed(config.seed)
     before = A.build_decoder()
-    after = A.load_decoder(result.decoder_path)  # the published layout: loads with the inference loader
+    after = A.load_decoder(result.model_path)  # the published layout: loads with the inference loader
 
     def total(decoder):
         loss_c, loss_s = T.adain_losses(encoder, decoder, content, style)
@@ -134,7 +134,7 @@ def test_push_sends_decoder_and_card(folders, tmp_path, monkeypatch):
     result = T.train_decoder(_config(folders, tmp_path / "run", steps=1, push_repo="me/adain", token="tok"))
     assert result.url == "https://hub.example/commit/1"
     (repo, files, card, token), = calls
-    assert repo == "me/adain" and files == [str(result.decoder_path)] and token == "tok"
+    assert repo == "me/adain" and files == [str(result.model_path)] and token == "tok"
     assert 'repo_id = "me/adain"' in card
 
 

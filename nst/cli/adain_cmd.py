@@ -6,15 +6,9 @@ import argparse
 import json
 import math
 
-from nst.cli.common import add_output_options, progress_bar, write_result
+from nst.cli.common import add_output_options, comma_floats, progress_bar, write_result
 from nst.images import load_image, save_image
 
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
 def _models(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adain.add_argument("styles", nargs="+", help="one or more style images")
     add_output_options(adain)
     adain.add_argument("--alpha", type=float, default=1.0, help="style strength 0..1 (default 1)")
-    adain.add_argument("--style-weights", type=_floats, help="interpolation weights, one per style, e.g. 0.7,0.3")
+    adain.add_argument("--style-weights", type=comma_floats, help="interpolation weights, one per style, e.g. 0.7,0.3")
     adain.add_argument("--preserve-color", action="store_true", help="recolour the style(s) with the content's colours")
     adain.add_argument("--mask", metavar="MASK",
                        help="mask image: first style where white, second style (or the content) where black")
@@ -178,7 +172,7 @@ def run_train(args: argparse.Namespace) -> int:
     if result.history:
         last = result.history[-1]
         print(f"last losses: content {last['content']:.5g}, style {last['style']:.5g}, total {last['total']:.5g}")
-    print(f"decoder: {result.decoder_path}")
+    print(f"decoder: {result.model_path}")
     print(f"model card: {result.card_path}")
     print(f"loss history: {result.loss_csv}")
     if result.url:

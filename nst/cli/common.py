@@ -15,6 +15,19 @@ from nst.progress import Progress, ProgressCallback
 from nst.result import StyleResult
 
 
+def comma_names(text: str) -> list[str]:
+    """argparse type: ``"a, b,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def comma_floats(text: str) -> list[float]:
+    """argparse type: ``"0.7,0.3"`` -> ``[0.7, 0.3]``."""
+    try:
+        return [float(part) for part in comma_names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+
+
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="output.png", help="output image (.png or .jpg)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")

@@ -5,21 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nst.cli.common import add_output_options, progress_bar, write_result
+from nst.cli.common import add_output_options, comma_floats, comma_names, progress_bar, write_result
 from nst.errors import ConfigError
 from nst.features import BACKBONES, build_backbone
 from nst.gatys import INITS, OPTIMIZERS, PRESETS, GatysConfig, preset, stylize
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(part) for part in _names(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_options(gatys)
     gatys.add_argument("--preset", default="tutorial", choices=sorted(PRESETS))
     gatys.add_argument("--backbone", choices=sorted(BACKBONES))
-    gatys.add_argument("--content-layers", type=_names, help="comma-separated, e.g. conv_4 or relu4_2")
-    gatys.add_argument("--style-layers", type=_names, help="comma-separated, e.g. conv_1,conv_2,conv_3")
-    gatys.add_argument("--style-layer-weights", type=_floats, help="one weight per style layer")
-    gatys.add_argument("--style-weights", type=_floats, help="one weight per style image (blend)")
+    gatys.add_argument("--content-layers", type=comma_names, help="comma-separated, e.g. conv_4 or relu4_2")
+    gatys.add_argument("--style-layers", type=comma_names, help="comma-separated, e.g. conv_1,conv_2,conv_3")
+    gatys.add_argument("--style-layer-weights", type=comma_floats, help="one weight per style layer")
+    gatys.add_argument("--style-weights", type=comma_floats, help="one weight per style image (blend)")
     gatys.add_argument("--content-weight", type=float)
     gatys.add_argument("--style-weight", type=float)
     gatys.add_argument("--tv-weight", type=float)

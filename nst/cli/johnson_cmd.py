@@ -5,17 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nst.cli.common import add_output_options, progress_bar, write_result
+from nst.cli.common import add_output_options, comma_floats, progress_bar, write_result
 from nst.errors import ConfigError
 
 FORMAT_CHOICES = ("pytorch-examples", "maze", "autoart", "autoart-multistyle")
 
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
 def _add_network_options(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
                      help="auto (default: onnxruntime on CPU, torch on GPU), torch, or onnx")
     run.add_argument("--style-image", metavar="IMG", help="style picture for the SSIM metric (default: the registry's)")
-    run.add_argument("--style-weights", type=_floats, help="multi-style networks: blend weights, e.g. 0.7,0.3")
+    run.add_argument("--style-weights", type=comma_floats, help="multi-style networks: blend weights, e.g. 0.7,0.3")
     run.add_argument("--no-reference", action="store_true", help="skip the reference VGG-19 losses in the metrics")
     run.set_defaults(handler=run_johnson)
 
