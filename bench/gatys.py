@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -49,6 +50,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def median_ms(run: Callable[[], None], device: torch.device, repeats: int) -> float:
+    """Median wall time of ``run`` over ``repeats`` calls after one warm-up call."""
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        if i:
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
 def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeats: int) -> float:
     """Median ms of the truncated network's forward to the requested layers and backward from all of them.
 
@@ -58,17 +72,13 @@ def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeat
     """
     truncated = net.truncated(layers)
     image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
-    times = []
-    for i in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
+
+    def run() -> None:
         image.grad = None
         feats = truncated(image, layers)
         torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
-        _sync(device)
-        if i:  # first run is warm-up
-            times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+
+    return median_ms(run, device, repeats)
 
 
 def gatys_step_ms(backbone: str, preset_name: str, size: int, device: torch.device, steps: int, optimizer: str):
@@ -92,19 +102,15 @@ def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> 
         target = truncated(torch.rand(1, 3, size, size, device=device), layers)
         grams = {n: gram_matrix(target[n]) for n in config.style_layers}
     image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
-    times = []
-    for i in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
+
+    def run() -> None:
         image.grad = None
         feats = truncated(image, layers)
         loss = config.content_weight * sum(content_loss(feats[n], target[n]) for n in config.content_layers)
         loss = loss + config.style_weight * sum(style_loss(feats[n], grams[n]) for n in config.style_layers)
         loss.backward()
-        _sync(device)
-        if i:
-            times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+
+    return median_ms(run, device, repeats)
 
 
 def main() -> None:

@@ -37,3 +37,27 @@ def vgg19_random():
     from nst.features import get_backbone
 
     return get_backbone("vgg19", "random", seed=0)
+
+
+@pytest.fixture
+def hub():
+    """A fake Hugging Face Hub on 127.0.0.1 (tests/fake_hub.py), stopped after the test."""
+    from fake_hub import FakeHub
+
+    with FakeHub() as server:
+        yield server
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, hub):
+    """A clean environment: temp HF_HOME / TORCH_HOME, HF_ENDPOINT at the fake Hub, no weight overrides."""
+    from nst import weights
+    from fake_hub import point_client_at
+
+    point_client_at(hub, monkeypatch, tmp_path)
+    weights.clear_overrides()
+    weights.clear_cache()
+    yield tmp_path
+    weights.clear_overrides()
+    weights.clear_cache()
+    weights.set_cache_size(weights.DEFAULT_CACHE_SIZE)

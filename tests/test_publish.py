@@ -7,7 +7,6 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from fake_hub import FakeHub, point_client_at
 from nst import publish, weights
 from nst.cli import main
 from nst.errors import WeightsError
@@ -17,18 +16,6 @@ def front_matter(card: str) -> tuple[dict, str]:
     assert card.startswith("---\n")
     head, body = card[4:].split("\n---\n", 1)
     return yaml.safe_load(head), body
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as server:
-        yield server
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch, hub):
-    point_client_at(hub, monkeypatch, tmp_path)
-    return tmp_path
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import torch
 import torchvision.models as tvm
 from safetensors.torch import save_file
 
-from fake_hub import FakeHub, point_client_at
 from nst import weights
 from nst.checkpoints import load_exact, mismatches, read_state_dict
 from nst.cli import main
@@ -73,24 +72,6 @@ def url_entry(url: str, **extra) -> dict:
 def cache_files(root: Path) -> list[Path]:
     """Every regular file under ``root`` except the client's lock files and markers."""
     return [p for p in root.rglob("*") if p.is_file() and ".locks" not in p.parts and p.name != "CACHEDIR.TAG"]
-
-
-@pytest.fixture
-def hub():
-    with FakeHub() as server:
-        yield server
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch, hub):
-    """A clean environment: temp HF_HOME / TORCH_HOME, HF_ENDPOINT at the fake Hub, a temp registry."""
-    point_client_at(hub, monkeypatch, tmp_path)
-    weights.clear_overrides()
-    weights.clear_cache()
-    yield tmp_path
-    weights.clear_overrides()
-    weights.clear_cache()
-    weights.set_cache_size(weights.DEFAULT_CACHE_SIZE)
 
 
 @pytest.fixture(scope="module")
