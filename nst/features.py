@@ -18,7 +18,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from nst.checkpoints import load_exact, read_state_dict
-from nst.errors import ConfigError, LayerError, WeightsError
+from nst.errors import ConfigError, ImageError, LayerError, WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,15 +86,25 @@ class FeatureNet(nn.Module):
             x = (x - self.mean) / self.std
         saved: torch.Tensor | None = None
         out: dict[str, torch.Tensor] = {}
+        height, width = x.shape[-2:]
         for i in range(last + 1):
             op = self.ops[i]
-            if op == RUN:
-                x = self.blocks[i](x)
-            elif op == SAVE:
-                saved = x
-            else:
-                assert saved is not None
-                x = x + saved
+            try:
+                if op == RUN:
+                    x = self.blocks[i](x)
+                elif op == SAVE:
+                    saved = x
+                else:
+                    assert saved is not None
+                    x = x + saved
+            except RuntimeError as exc:
+                if "too small" in str(exc) or "greater than" in str(exc):
+                    raise ImageError(
+                        f"The image ({width}x{height} pixels) is too small for layer "
+                        f"'{max(layers, key=lambda n: self.index[n])}' of {self.name}: it shrinks to nothing "
+                        "before that layer. Use a larger size or shallower layers."
+                    ) from None
+                raise
             for layer in wanted.get(i, ()):
                 out[layer] = x
         return out

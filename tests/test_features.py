@@ -163,3 +163,11 @@ def test_checkpoint_without_batchnorm_counters_still_loads(tmp_path):
     torch.save(state, tmp_path / "old.pth")
     net = build_backbone("resnet18", tmp_path / "old.pth")
     assert torch.equal(net.blocks[net.index["conv1"]].weight, reference.conv1.weight)
+
+
+def test_too_small_image_for_a_deep_layer_is_explained():
+    from nst.errors import ImageError
+
+    net = get_backbone("alexnet", "random")
+    with pytest.raises(ImageError, match="too small for layer 'pool_5'"):
+        net(torch.rand(1, 3, 20, 20), ["conv_1", "pool_5"])
