@@ -38,9 +38,34 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(features, target.expand_as(features))
 
 
+class _StyleLoss(torch.autograd.Function):
+    """mean((gram(F) - A)^2) in one piece: no C x C temporaries beyond the difference itself.
+
+    Backward by hand: with D = gram(F) - A and n its element count, dL/dF = 4 D F / (n * norm), one
+    matrix product (D is symmetric because A is a gram matrix or a blend of grams). The target is a
+    constant (it gets no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, target: torch.Tensor, norm: float) -> torch.Tensor:  # type: ignore[override]
+        diff = torch.bmm(flat, flat.transpose(1, 2)).div_(norm).sub_(target)
+        ctx.save_for_backward(flat, diff)
+        ctx.norm = norm
+        values = diff.reshape(-1)
+        return torch.dot(values, values) / values.numel()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        flat, diff = ctx.saved_tensors
+        scale = grad * (4.0 / (diff.numel() * ctx.norm))
+        return torch.bmm(diff * scale, flat), None, None
+
+
 def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between the gram of ``features`` and a target gram."""
-    return F.mse_loss(gram_matrix(features), target_gram.expand(features.shape[0], -1, -1))
+    """Mean squared error between the gram of ``features`` and a constant, symmetric target gram."""
+    a, b, c, d = features.shape
+    target = target_gram.detach().expand(a, -1, -1)
+    return _StyleLoss.apply(features.reshape(a, b, c * d), target, float(a * b * c * d))
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

@@ -73,3 +73,19 @@ def test_gram_gradient_matches_plain_autograd():
     flat = features.reshape(2, 3, 20)
     ((torch.bmm(flat, flat.transpose(1, 2)) / (2 * 3 * 4 * 5)) * weights).sum().backward()
     assert torch.allclose(ours, features.grad)
+
+
+def test_style_loss_value_and_gradient_match_autograd_on_the_plain_formula():
+    torch.manual_seed(4)
+    features = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    target = gram_matrix(other)
+    assert torch.autograd.gradcheck(lambda f: style_loss(f, target), (features,))
+    loss = style_loss(features, target)
+    loss.backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(2, 3, 20)
+    plain = ((torch.bmm(flat, flat.transpose(1, 2)) / (2 * 3 * 4 * 5) - target) ** 2).mean()
+    plain.backward()
+    assert torch.allclose(loss, plain) and torch.allclose(ours, features.grad)
