@@ -218,6 +218,8 @@ def stylize(
     validate(config, len(style_list))
     started = time.perf_counter()
     device = pick_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size for the whole run: let cuDNN pick kernels
     content_image = resize_longest(load_image(content, what="content image"), config.size)
     style_side = max(MIN_SIDE, round(config.size * config.style_scale))
     style_images = [resize_longest(load_image(s, what="style image"), style_side) for s in style_list]
