@@ -103,15 +103,25 @@ _default_scorer: ReferenceScorer | None = None
 
 
 def default_scorer() -> ReferenceScorer | None:
-    """The scorer with ImageNet VGG-19 weights, or None when those weights are not available here."""
+    """The scorer with ImageNet VGG-19 weights, or None when those weights are not on this machine.
+
+    Only a local file is used (an override or the cache): scoring a result never starts a download,
+    so a missing file costs nothing per result. ``python -m nst weights download vgg19-imagenet``
+    (or any Gatys run with the default backbone) puts it in the cache.
+    """
     global _default_scorer
     if _default_scorer is None:
+        from nst import weights
         from nst.errors import WeightsError
-        from nst.features import get_backbone
+        from nst.features import BACKBONES, get_backbone
 
+        name = BACKBONES[REFERENCE_BACKBONE].registry_name
         try:
-            _default_scorer = ReferenceScorer(get_backbone(REFERENCE_BACKBONE, "imagenet"))
-        except WeightsError:
+            path = weights.local_override(name) or weights.cached_file(name)
+            if path is None:
+                return None
+            _default_scorer = ReferenceScorer(get_backbone(REFERENCE_BACKBONE, path))
+        except WeightsError:  # a broken local file must not cost the user the stylised result
             return None
     return _default_scorer
 

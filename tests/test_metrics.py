@@ -4,7 +4,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
+
+from nst import metrics
 
 from nst.metrics import ReferenceScorer, compare, psnr, report, rmse, ssim
 from tests.conftest import make_image
@@ -59,3 +63,18 @@ def test_report_without_style_images(vgg19_random):
     content = make_image(64, 64, 1)
     metrics = report(content, content, [], scorer=ReferenceScorer(vgg19_random))
     assert metrics["reference_style_loss"] == 0.0 and "ssim_style" not in metrics
+
+
+def test_default_scorer_uses_only_a_local_vgg19_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics, "_default_scorer", None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("NST_WEIGHTS_DIR", str(tmp_path / "mine"))
+    (tmp_path / "mine").mkdir()
+    notes: list[str] = []
+    image = make_image(64, 64, 1)
+    assert "reference_style_loss" not in report(image, image, [image], notes=notes)
+    assert "vgg19-imagenet" in notes[0]
+    state = torchvision.models.vgg19().features.state_dict()
+    torch.save({f"features.{k}": v for k, v in state.items()}, tmp_path / "mine" / "vgg19-imagenet.pth")
+    scored = report(image, image, [image])
+    assert scored["reference_content_loss"] == 0.0 and "reference_style_loss" in scored
