@@ -209,7 +209,8 @@ def stylize(
 ) -> StyleResult:
     """Optimise an image so its features match ``content`` and its grams match ``styles``.
 
-    ``extractor`` overrides the backbone built from the config (tests, dissection experiments);
+    ``extractor`` overrides the backbone built from the config (tests, dissection experiments) and
+    the run happens on its device;
     ``scorer`` is passed to ``nst.metrics.report``. A cancelled run returns its current image with
     ``cancelled=True``.
     """
@@ -217,7 +218,7 @@ def stylize(
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     validate(config, len(style_list))
     started = time.perf_counter()
-    device = pick_device(config.device)
+    device = extractor.mean.device if extractor is not None else pick_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size for the whole run: let cuDNN pick kernels
     content_image = resize_longest(load_image(content, what="content image"), config.size)
@@ -226,7 +227,7 @@ def stylize(
 
     net = extractor if extractor is not None else get_backbone(config.backbone, config.weights, config.seed, str(device))
     layers = list(dict.fromkeys(list(config.content_layers) + list(config.style_layers)))
-    truncated = net.truncated(layers).to(device)
+    truncated = net.truncated(layers)  # shares the (cached) backbone's modules: never moved here
     content_tensor = to_tensor(content_image, device)
     objective = _Objective(truncated, config, content_tensor, [to_tensor(s, device) for s in style_images])
     prepared = time.perf_counter()
