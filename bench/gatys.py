@@ -1,12 +1,19 @@
-"""Milliseconds per Gatys optimisation step for every backbone, and the cost of the loss bookkeeping.
+"""Milliseconds per Gatys optimisation step for every backbone, and what the losses add over the bare network.
 
-For each backbone's preset layers at each size, it times (a) a full optimisation step of
-``nst.gatys`` (features, content/style/TV losses, backward, optimiser update, history; the median
-time between consecutive steps) and (b) a bare forward+backward of the same truncated
-network (its outputs are the requested activations; backward from all of them). The ratio a/b is
-what the losses and their bookkeeping add. Random weights: timings do not depend on the values.
+For each backbone's preset layers at each size it times, in ``--rounds`` rounds (medians printed):
 
-    python bench/gatys.py [--sizes 256 512] [--steps 5] [--device cpu] [--optimizer adam]
+- step: a full optimisation step of ``nst.gatys`` (features, content/style/TV losses, backward,
+  history, progress, optimiser update; the median time between consecutive steps of a real run);
+- optim: the part of a step spent in the optimiser's own update (``optimiser_ms_per_step``; for
+  L-BFGS it grows with the stored history, up to 100 pairs, so it is small in a short run);
+- bare: a forward+backward of the same truncated network alone (its outputs are the requested
+  activations; backward from all of them);
+- hand: bare plus the same loss functions called directly, with no objective or optimiser.
+
+losses/bare = (step - optim) / bare is what the losses and their bookkeeping add to the network's
+own work; the target is at most 1.15. Random weights: timings do not depend on the values.
+
+    python bench/gatys.py [--sizes 256 512] [--steps 8] [--rounds 3] [--device cpu] [--optimizer adam]
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nst.features import get_backbone  # noqa: E402
 from nst.gatys import preset, stylize  # noqa: E402
-from nst.losses import content_loss, gram_matrix, style_loss  # noqa: E402
+from nst.losses import content_losses, gram_matrix, style_losses  # noqa: E402
+from nst.precision import resolve_precision  # noqa: E402
 from nst.runtime import pick_device, tune_allocator  # noqa: E402
 
 CASES = [
@@ -82,22 +90,25 @@ def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeat
 
 
 def gatys_step_ms(backbone: str, preset_name: str, size: int, device: torch.device, steps: int, optimizer: str):
-    """Median ms between consecutive steps of a real run (after a warm-up run), and the net and config."""
+    """Median ms between consecutive steps of a real run (after a warm-up run), the mean ms per step
+    spent in the optimiser's own update, and the net and config."""
     net = get_backbone(backbone, "random", device=str(device))
     config = preset(preset_name, size=size, steps=steps, device=str(device), optimizer=optimizer,
                     weights="random", progress_every=1)
     content, style = random_image(size, 1), random_image(size, 2)
     stylize(content, [style], config.replace(steps=1), extractor=net, scorer=None)
     stamps: list[float] = []
-    stylize(content, [style], config, extractor=net, scorer=None, callback=lambda p: stamps.append(p.elapsed))
+    result = stylize(content, [style], config, extractor=net, scorer=None, callback=lambda p: stamps.append(p.elapsed))
     stamps = stamps[:steps]  # the last report is the final evaluation, not a step
-    return 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:])), net, config
+    step = 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    return step, result.timings["optimiser_ms_per_step"], net, config
 
 
 def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> float:
-    """Median ms of the same losses written out by hand: forward, grams, MSEs, backward; no framework."""
+    """Median ms of the same loss functions called by hand: forward, losses, backward; no objective, no optimiser."""
     truncated = net.truncated(config.content_layers + config.style_layers)
     layers = list(dict.fromkeys(config.content_layers + config.style_layers))
+    precision = resolve_precision(config.gram_precision, device)
     with torch.no_grad():
         target = truncated(torch.rand(1, 3, size, size, device=device), layers)
         grams = {n: gram_matrix(target[n]) for n in config.style_layers}
@@ -106,9 +117,10 @@ def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> 
     def run() -> None:
         image.grad = None
         feats = truncated(image, layers)
-        loss = config.content_weight * sum(content_loss(feats[n], target[n]) for n in config.content_layers)
-        loss = loss + config.style_weight * sum(style_loss(feats[n], grams[n]) for n in config.style_layers)
-        loss.backward()
+        content = content_losses([feats[n] for n in config.content_layers], [target[n] for n in config.content_layers])
+        style = style_losses([feats[n] for n in config.style_layers], [grams[n] for n in config.style_layers],
+                             precision)
+        (config.content_weight * content.sum() + config.style_weight * style.sum()).backward()
 
     return median_ms(run, device, repeats)
 
@@ -117,28 +129,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="repeat each measurement; medians are printed")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam", "adamw"])
     parser.add_argument("--backbones", nargs="+", help="subset of backbones")
     args = parser.parse_args()
     device = pick_device(args.device)
     tuned = tune_allocator()
+    precision = resolve_precision("auto", device)
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"optimizer={args.optimizer} steps={args.steps} malloc_tuned={tuned}")
-    print("step: nst.gatys step; bare: network forward+backward only; hand: bare + the same losses written by hand")
-    print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>9} {'bare ms':>9} {'hand ms':>9} "
-          f"{'step/bare':>9} {'step/hand':>9}")
+          f"optimizer={args.optimizer} steps={args.steps} rounds={args.rounds} gram_precision={precision} malloc_tuned={tuned}")
+    print("step: one nst.gatys step; optim: the optimiser's own update within it (L-BFGS: grows with its "
+          "history, up to 100 pairs);\nbare: network forward+backward only; hand: bare + the same losses written by "
+          "hand;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15)")
+    print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>8} {'optim ms':>8} {'bare ms':>8} "
+          f"{'hand ms':>8} {'losses/bare':>11} {'step/bare':>9} {'step/hand':>9}")
     step_at: dict[tuple[str, int], float] = {}
     for backbone, preset_name in CASES:
         if args.backbones and backbone not in args.backbones:
             continue
         for size in args.sizes:
-            ms, net, config = gatys_step_ms(backbone, preset_name, size, device, args.steps, args.optimizer)
-            bare = bare_step_ms(net, config.content_layers + config.style_layers, size, device, args.steps)
-            hand = hand_step_ms(net, config, size, device, args.steps)
+            rounds = []
+            for _ in range(args.rounds):  # rounds and medians: a shared machine's noise moves single timings
+                ms, optim, net, config = gatys_step_ms(backbone, preset_name, size, device, args.steps,
+                                                       args.optimizer)
+                bare = bare_step_ms(net, config.content_layers + config.style_layers, size, device, args.steps)
+                hand = hand_step_ms(net, config, size, device, args.steps)
+                rounds.append((ms, optim, bare, hand))
+            ms, optim, bare, hand = (statistics.median(column) for column in zip(*rounds))
+            ratios = [statistics.median(r) for r in zip(*[((m - o) / b, m / b, m / h) for m, o, b, h in rounds])]
             step_at[(backbone, size)] = ms
-            print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>9.1f} {bare:>9.1f} {hand:>9.1f} "
-                  f"{ms / bare:>9.2f} {ms / hand:>9.2f}", flush=True)
+            print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>8.1f} {optim:>8.1f} {bare:>8.1f} {hand:>8.1f} "
+                  f"{ratios[0]:>11.2f} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
     for size in args.sizes:
         if ("vgg19", size) in step_at:
             for mobile in ("mobilenet_v2", "mobilenet_v2_flat"):

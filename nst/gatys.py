@@ -18,8 +18,9 @@ from nst.color import keep_content_colors
 from nst.errors import Cancelled, ConfigError
 from nst.features import FeatureNet, get_backbone
 from nst.images import MIN_SIDE, ImageSource, load_image, resize_longest, to_pil, to_tensor
-from nst.losses import content_loss, gram_matrix, style_loss, total_variation
+from nst.losses import content_losses, gram_matrix, style_losses, total_variation
 from nst.metrics import ReferenceScorer, report
+from nst.precision import PRECISIONS, resolve_precision
 from nst.progress import CancelToken, Progress, ProgressCallback
 from nst.result import StyleResult
 from nst.runtime import pick_device
@@ -57,6 +58,7 @@ class GatysConfig:
     preserve_color: bool = False
     progress_every: int = 10
     preview_every: int = 0
+    gram_precision: str = "auto"  # nst.precision: exact float32, or fast bf16/TF32 products where supported
 
     def replace(self, **changes: Any) -> "GatysConfig":
         return dataclasses.replace(self, **changes)
@@ -112,6 +114,8 @@ def validate(config: GatysConfig, style_count: int) -> None:
     """Raise ConfigError with a plain sentence for any out-of-range setting."""
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"Unknown optimiser '{config.optimizer}'. Choose one of: {', '.join(OPTIMIZERS)}.")
+    if config.gram_precision not in PRECISIONS:
+        raise ConfigError(f"Unknown gram precision '{config.gram_precision}'. Choose one of: {', '.join(PRECISIONS)}.")
     if config.init not in INITS:
         raise ConfigError(f"Unknown init '{config.init}'. Choose one of: {', '.join(INITS)}.")
     if not 0.0 <= config.noise_ratio <= 1.0:
@@ -157,14 +161,17 @@ def initial_image(content: torch.Tensor, init: str, noise_ratio: float, seed: in
 class _Objective:
     """Content, style and TV terms for one extractor and fixed targets."""
 
-    def __init__(self, extractor: FeatureNet, config: GatysConfig, content: torch.Tensor, styles: list[torch.Tensor]):
+    def __init__(self, extractor: FeatureNet, config: GatysConfig, content: torch.Tensor, styles: list[torch.Tensor],
+                 precision: str = "exact"):
         self.extractor = extractor
         self.config = config
+        self.precision = precision
         self.content_layers = list(config.content_layers)
         self.style_layers = list(config.style_layers)
         self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
         layer_weights = config.style_layer_weights or [1.0] * len(self.style_layers)
-        self.layer_weights = dict(zip(self.style_layers, layer_weights))
+        self.weighted_style_layers = config.style_weight * torch.tensor(layer_weights, device=content.device)
+        self.zero = content.new_zeros(())
         image_weights = _normalise(config.style_weights, len(styles))
         with torch.no_grad():
             feats = extractor(content, self.content_layers) if self.content_layers else {}
@@ -182,14 +189,19 @@ class _Objective:
         """Return a 4-vector (content, style, tv, total), each already weighted."""
         cfg = self.config
         feats = self.extractor(image, self.layers)
-        zero = image.new_zeros(())
-        c_loss = sum((content_loss(feats[n], self.content_targets[n]) for n in self.content_layers), zero)
-        s_loss = sum(
-            (self.layer_weights[n] * style_loss(feats[n], self.style_targets[n]) for n in self.style_layers), zero
-        )
-        tv = total_variation(image) if cfg.tv_weight else zero
-        terms = torch.stack([cfg.content_weight * c_loss, cfg.style_weight * s_loss, cfg.tv_weight * tv])
-        return torch.cat([terms, terms.sum().unsqueeze(0)])
+        terms = [self.zero, self.zero, self.zero]
+        if self.content_layers:
+            per_layer = content_losses([feats[n] for n in self.content_layers],
+                                       [self.content_targets[n] for n in self.content_layers])
+            terms[0] = per_layer.sum() * cfg.content_weight
+        if self.style_layers:
+            per_layer = style_losses([feats[n] for n in self.style_layers],
+                                     [self.style_targets[n] for n in self.style_layers], self.precision)
+            terms[1] = torch.dot(self.weighted_style_layers, per_layer)
+        if cfg.tv_weight:
+            terms[2] = total_variation(image) * cfg.tv_weight
+        weighted = torch.stack(terms)
+        return torch.cat([weighted, weighted.sum(0, keepdim=True)])
 
 
 def _normalise(weights: Optional[Sequence[float]], count: int) -> list[float]:
@@ -219,6 +231,7 @@ def stylize(
     validate(config, len(style_list))
     started = time.perf_counter()
     device = extractor.mean.device if extractor is not None else pick_device(config.device)
+    precision = resolve_precision(config.gram_precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size for the whole run: let cuDNN pick kernels
     content_image = resize_longest(load_image(content, what="content image"), config.size)
@@ -229,7 +242,7 @@ def stylize(
     layers = list(dict.fromkeys(list(config.content_layers) + list(config.style_layers)))
     truncated = net.truncated(layers)  # shares the (cached) backbone's modules: never moved here
     content_tensor = to_tensor(content_image, device)
-    objective = _Objective(truncated, config, content_tensor, [to_tensor(s, device) for s in style_images])
+    objective = _Objective(truncated, config, content_tensor, [to_tensor(s, device) for s in style_images], precision)
     prepared = time.perf_counter()
 
     image = initial_image(content_tensor, config.init, config.noise_ratio, config.seed).requires_grad_(True)
@@ -255,10 +268,13 @@ def stylize(
         history=runner.history(),
         metrics=metrics,
         params={**dataclasses.asdict(config), "content_size": list(content_image.size),
-                "style_sizes": [list(s.size) for s in style_images], "device": str(device)},
+                "style_sizes": [list(s.size) for s in style_images], "device": str(device),
+                "gram_precision_used": precision},
         seconds=finished - started,
         timings={"prepare": prepared - started, "optimise": optimised - prepared, "metrics": finished - optimised,
-                 "ms_per_step": 1000 * (looped - prepared) / max(1, runner.evaluations)},
+                 "ms_per_step": 1000 * (looped - prepared) / max(1, runner.evaluations),
+                 "optimiser_ms_per_step": 1000 * (looped - prepared - runner.evaluation_seconds)
+                 / max(1, runner.evaluations)},
         notes=notes,
         cancelled=cancelled,
     )
@@ -277,6 +293,7 @@ class _Runner:
         self.started = started
         self.records: list[torch.Tensor] = []
         self.evaluations = 0
+        self.evaluation_seconds = 0.0  # inside the loss evaluations; the rest of the loop is the optimiser's
         lr = config.lr if config.lr is not None else DEFAULT_LR[config.optimizer]
         if config.optimizer == "lbfgs":
             self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=lr)
@@ -303,6 +320,7 @@ class _Runner:
             self.callback(Progress(step, self.config.steps, losses, time.perf_counter() - self.started, preview))
 
     def _evaluate_with_grad(self) -> torch.Tensor:
+        entered = time.perf_counter()
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
         self.optimizer.zero_grad(set_to_none=True)
@@ -310,6 +328,7 @@ class _Runner:
         terms[3].backward()
         self.evaluations += 1
         self._record(terms)
+        self.evaluation_seconds += time.perf_counter() - entered
         return terms[3]
 
     def optimise(self) -> None:

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from nst.precision import products
+
 
 class _Gram(torch.autograd.Function):
     """F F^T with a one-matmul backward: d/dF = (dG + dG^T) F (autograd's default needs two)."""
@@ -33,39 +35,83 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(flat) / (a * b * c * d)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between feature maps (the tutorial's content distance)."""
-    return F.mse_loss(features, target.expand_as(features))
-
-
-class _StyleLoss(torch.autograd.Function):
-    """mean((gram(F) - A)^2) in one piece: no C x C temporaries beyond the difference itself.
-
-    Backward by hand: with D = gram(F) - A and n its element count, dL/dF = 4 D F / (n * norm), one
-    matrix product (D is symmetric because A is a gram matrix or a blend of grams). The target is a
-    constant (it gets no gradient).
-    """
+class _ContentLosses(torch.autograd.Function):
+    """mean((F_i - T_i)^2) for several layers in one autograd node; backward 2 (F_i - T_i) / n_i."""
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, target: torch.Tensor, norm: float) -> torch.Tensor:  # type: ignore[override]
-        diff = torch.bmm(flat, flat.transpose(1, 2)).div_(norm).sub_(target)
-        ctx.save_for_backward(flat, diff)
-        ctx.norm = norm
-        values = diff.reshape(-1)
-        return torch.dot(values, values) / values.numel()
+    def forward(ctx, targets: tuple, *features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        diffs = [torch.sub(feat, target) for feat, target in zip(features, targets)]
+        ctx.save_for_backward(*diffs)
+        losses = torch.stack([torch.dot(diff.reshape(-1), diff.reshape(-1)) for diff in diffs])
+        return losses / torch.tensor([float(d.numel()) for d in diffs], device=losses.device)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        flat, diff = ctx.saved_tensors
-        scale = grad * (4.0 / (diff.numel() * ctx.norm))
-        return torch.bmm(diff * scale, flat), None, None
+        diffs = ctx.saved_tensors
+        scales = grad * torch.tensor([2.0 / d.numel() for d in diffs], device=grad.device)
+        return (None, *(diff * scale for diff, scale in zip(diffs, scales.unbind())))
 
 
-def style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
+def content_losses(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Content loss of each layer (the tutorial's MSE between feature maps; targets are constants)."""
+    expanded = tuple(t.detach().expand_as(f) for f, t in zip(features, targets, strict=True))
+    return _ContentLosses.apply(expanded, *features)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between feature maps (the tutorial's content distance); ``target`` is a constant."""
+    return content_losses([features], [target])[0]
+
+
+class _StyleLosses(torch.autograd.Function):
+    """mean((gram(F_i) - A_i)^2) for several layers in one autograd node, one loss per layer.
+
+    Per layer: forward is one matrix product with the normalisation and the target folded in
+    (D = F F^T / norm - A); backward by hand is one more, dL/dF = 4 D F / (n * norm) with n the
+    element count of D (D is symmetric because A is a gram matrix or a blend of grams). Targets are
+    constants. One node for all layers keeps the per-layer Python and autograd cost out of each step.
+    """
+
+    @staticmethod
+    def forward(ctx, targets: tuple, precision: str, *flats: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        with products(precision, flats[0].device):  # only the products: other ops run slower in that mode
+            diffs = [torch.baddbmm(target, flat, flat.transpose(1, 2), beta=-1.0, alpha=1.0 / flat.numel())
+                     for flat, target in zip(flats, targets)]
+        losses = [torch.dot(diff.reshape(-1), diff.reshape(-1)) for diff in diffs]
+        ctx.save_for_backward(*flats, *diffs)
+        ctx.precision = precision
+        counts = torch.tensor([float(d.numel()) for d in diffs], device=flats[0].device)
+        return torch.stack(losses) / counts
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        flats, diffs = saved[: len(saved) // 2], saved[len(saved) // 2:]
+        scales = grad * torch.tensor([4.0 / (d.numel() * f.numel()) for f, d in zip(flats, diffs)], device=grad.device)
+        scaled = [diff * scale for diff, scale in zip(diffs, scales.unbind())]
+        with products(ctx.precision, flats[0].device):
+            grads = [torch.bmm(diff, flat) for diff, flat in zip(scaled, flats)]
+        return (None, None, *grads)
+
+
+def style_losses(features: Sequence[torch.Tensor], target_grams: Sequence[torch.Tensor],
+                 precision: str = "exact") -> torch.Tensor:
+    """Style loss of each layer (MSE between gram(features[i]) and the constant, symmetric target_grams[i]).
+
+    Returns a vector with one loss per layer. ``precision`` is ``exact`` or ``fast`` (see
+    ``nst.precision``; resolve ``auto`` first).
+    """
+    flats, targets = [], []
+    for feat, target in zip(features, target_grams, strict=True):
+        a, b, c, d = feat.shape
+        flats.append(feat.reshape(a, b, c * d))
+        targets.append(target.detach().expand(a, -1, -1))
+    return _StyleLosses.apply(tuple(targets), precision, *flats)
+
+
+def style_loss(features: torch.Tensor, target_gram: torch.Tensor, precision: str = "exact") -> torch.Tensor:
     """Mean squared error between the gram of ``features`` and a constant, symmetric target gram."""
-    a, b, c, d = features.shape
-    target = target_gram.detach().expand(a, -1, -1)
-    return _StyleLoss.apply(features.reshape(a, b, c * d), target, float(a * b * c * d))
+    return style_losses([features], [target_gram], precision)[0]
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

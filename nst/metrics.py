@@ -16,7 +16,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 
 from nst.features import FeatureNet
 from nst.images import resize_to, to_tensor
-from nst.losses import content_loss, gram_matrix, style_loss
+from nst.losses import content_losses, gram_matrix, style_losses
 
 REFERENCE_BACKBONE = "vgg19"
 REFERENCE_CONTENT_LAYERS = ("conv_4",)
@@ -76,14 +76,14 @@ class ReferenceScorer:
         size = output.size
         out = self.extractor(to_tensor(output, device), self.layers)
         ref = self.extractor(to_tensor(resize_to(content, size), device), self.layers)
-        c_loss = sum(content_loss(out[n], ref[n]) for n in REFERENCE_CONTENT_LAYERS)
+        c_loss = content_losses([out[n] for n in REFERENCE_CONTENT_LAYERS],
+                                [ref[n] for n in REFERENCE_CONTENT_LAYERS]).sum()
         weights = _normalised(style_weights, len(styles))
         s_loss = torch.zeros((), device=device)
         for style, weight in zip(styles, weights):
             feats = self.extractor(to_tensor(resize_to(style, size), device), self.layers)
-            s_loss = s_loss + weight * sum(
-                style_loss(out[n], gram_matrix(feats[n])) for n in REFERENCE_STYLE_LAYERS
-            )
+            grams = [gram_matrix(feats[n]) for n in REFERENCE_STYLE_LAYERS]
+            s_loss = s_loss + weight * style_losses([out[n] for n in REFERENCE_STYLE_LAYERS], grams).sum()
         return {
             "reference_content_loss": float(c_loss) * REFERENCE_CONTENT_WEIGHT,
             "reference_style_loss": float(s_loss) * REFERENCE_STYLE_WEIGHT,

@@ -36,8 +36,17 @@ def test_gatys_with_two_styles_and_options(images, tmp_path):
     content, style = images
     code = main(["gatys", str(content), str(style), str(style), "--style-weights", "1,2", "--random-weights",
                  "--size", "32", "--steps", "2", "--init", "blend", "--noise-ratio", "0.3", "--tv-weight", "1",
-                 "--preset", "vgg16", "-o", str(tmp_path / "o.jpg"), "--no-reference", "--quiet"])
+                 "--preset", "vgg16", "-o", str(tmp_path / "o.jpg"), "--no-reference", "--quiet",
+                 "--gram-precision", "exact"])
     assert code == 0 and (tmp_path / "o.jpg").exists()
+
+
+def test_unknown_gram_precision_is_a_usage_error(images, capsys):
+    content, style = images
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gatys", str(content), str(style), "--gram-precision", "half", "--random-weights"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
 
 
 def test_backbone_without_layers_is_explained(images, capsys):

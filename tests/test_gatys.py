@@ -10,6 +10,7 @@ from nst.errors import ConfigError
 from nst.gatys import PRESETS, GatysConfig, _Objective, initial_image, preset, stylize
 from nst.images import to_tensor
 from nst.losses import gram_matrix
+from nst.precision import resolve_precision
 from nst.progress import CancelToken
 
 
@@ -60,8 +61,10 @@ def test_first_row_is_the_initial_image_and_terms_add_up(content_image, style_im
     for row in result.history:
         assert row["total"] == pytest.approx(row["content"] + row["style"] + row["tv"], rel=1e-5)
     config = tiny(tv_weight=0.5)
+    used = result.params["gram_precision_used"]
+    assert used == resolve_precision("auto", torch.device("cpu"))
     objective = _Objective(vgg19_random.truncated(config.content_layers + config.style_layers), config,
-                           to_tensor(content_image), [to_tensor(style_image)])
+                           to_tensor(content_image), [to_tensor(style_image)], used)
     with torch.no_grad():
         expected = objective(to_tensor(content_image))
     assert first["style"] == pytest.approx(float(expected[1]), rel=1e-5)

@@ -2,7 +2,16 @@
 
 import torch
 
-from nst.losses import content_loss, gram_matrix, mean_std, mean_std_loss, style_loss, total_variation
+from nst.losses import (
+    content_loss,
+    content_losses,
+    gram_matrix,
+    mean_std,
+    mean_std_loss,
+    style_loss,
+    style_losses,
+    total_variation,
+)
 
 
 def test_gram_matches_tutorial_normalisation_by_hand():
@@ -89,3 +98,25 @@ def test_style_loss_value_and_gradient_match_autograd_on_the_plain_formula():
     plain = ((torch.bmm(flat, flat.transpose(1, 2)) / (2 * 3 * 4 * 5) - target) ** 2).mean()
     plain.backward()
     assert torch.allclose(loss, plain) and torch.allclose(ours, features.grad)
+
+
+def test_content_loss_gradient_matches_autograd():
+    torch.manual_seed(5)
+    features = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda f: content_loss(f, target), (features,))
+
+
+def test_several_layers_in_one_call_equal_the_layers_one_by_one():
+    torch.manual_seed(6)
+    feats = [torch.randn(1, 4, 6, 6, requires_grad=True), torch.randn(1, 8, 3, 3, requires_grad=True)]
+    others = [torch.randn(1, 4, 6, 6), torch.randn(1, 8, 3, 3)]
+    grams = [gram_matrix(o) for o in others]
+    together = style_losses(feats, grams)
+    assert torch.allclose(together, torch.stack([style_loss(f, g) for f, g in zip(feats, grams)]))
+    assert torch.allclose(content_losses(feats, others), torch.stack([content_loss(f, o) for f, o in zip(feats, others)]))
+    weights = torch.tensor([0.3, 2.0])
+    together_grads = torch.autograd.grad((weights * (together + content_losses(feats, others))).sum(), feats)
+    single = sum(w * (style_loss(f, g) + content_loss(f, o)) for w, f, g, o in zip(weights, feats, grams, others))
+    for a, b in zip(together_grads, torch.autograd.grad(single, feats)):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -9,6 +9,7 @@ from nst.cli.common import add_output_options, comma_floats, comma_names, progre
 from nst.errors import ConfigError
 from nst.features import BACKBONES, build_backbone
 from nst.gatys import INITS, OPTIMIZERS, PRESETS, GatysConfig, preset, stylize
+from nst.precision import PRECISIONS
 
 
 
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gatys.add_argument("--style-scale", type=float, help="style image size relative to the output")
     gatys.add_argument("--seed", type=int)
     gatys.add_argument("--preserve-color", action="store_true", default=None, help="keep the content's colours")
+    gatys.add_argument("--gram-precision", choices=PRECISIONS,
+                       help="gram products: exact float32, or fast bf16/TF32 with float32 sums (default auto: "
+                            "fast where the CPU or GPU has the units)")
     weights = gatys.add_mutually_exclusive_group()
     weights.add_argument("--backbone-weights", "--weights", metavar="PATH",
                          help="torchvision-format state dict (or registry name) instead of the download")
@@ -57,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 FIELDS = ("backbone", "content_layers", "style_layers", "style_layer_weights", "style_weights", "content_weight",
           "style_weight", "tv_weight", "optimizer", "lr", "steps", "init", "noise_ratio", "size", "style_scale",
-          "seed", "device", "preserve_color")
+          "seed", "device", "preserve_color", "gram_precision")
 
 
 def config_from_args(args: argparse.Namespace) -> GatysConfig:

@@ -1,0 +1,48 @@
+"""Gram precision modes: fast products agree with exact ones; unsupported or unknown modes are refused."""
+
+import pytest
+import torch
+
+from nst.errors import ConfigError
+from nst.losses import gram_matrix, style_loss
+from nst.precision import fast_supported, products, resolve_precision
+
+CPU = torch.device("cpu")
+
+
+def test_auto_resolves_to_what_the_hardware_has():
+    assert resolve_precision("auto", CPU) == ("fast" if fast_supported(CPU) else "exact")
+    assert resolve_precision("exact", CPU) == "exact"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="Choose one of: auto, exact, fast"):
+        resolve_precision("half", CPU)
+
+
+def test_fast_style_loss_matches_exact_or_is_refused_where_unsupported():
+    torch.manual_seed(0)
+    features = torch.randn(1, 32, 24, 24, requires_grad=True)
+    target = gram_matrix(torch.randn(1, 32, 24, 24))
+    if not fast_supported(CPU):
+        with pytest.raises(ConfigError, match="needs a CPU with bfloat16 units"):
+            resolve_precision("fast", CPU)
+        return
+    exact = style_loss(features, target, "exact")
+    (exact_grad,) = torch.autograd.grad(exact, features)
+    fast = style_loss(features, target, resolve_precision("fast", CPU))
+    (fast_grad,) = torch.autograd.grad(fast, features)
+    assert fast.item() == pytest.approx(exact.item(), rel=1e-3)
+    assert torch.allclose(fast_grad, exact_grad, rtol=0, atol=1e-2 * exact_grad.abs().max().item())
+    cosine = torch.nn.functional.cosine_similarity(fast_grad.flatten(), exact_grad.flatten(), dim=0)
+    assert cosine.item() > 0.9999
+
+
+def test_products_restore_the_backend_setting_even_after_an_error():
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    with pytest.raises(ValueError):
+        with products("fast", CPU):
+            raise ValueError("inside")
+    assert torch.backends.mkldnn.matmul.fp32_precision == before
+    with products("exact", CPU):
+        assert torch.backends.mkldnn.matmul.fp32_precision == before
