@@ -74,17 +74,19 @@ def median_ms(run: Callable[[], None], device: torch.device, repeats: int) -> fl
 def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeats: int) -> float:
     """Median ms of the truncated network's forward to the requested layers and backward from all of them.
 
-    The network's outputs are the tapped activations; the bare backward sends a gradient of ones into
-    each, so it pays for the same forward, the same backward and the same gradient accumulation at the
-    taps, and nothing else: no losses, no optimiser, no history.
+    The network's outputs are the tapped activations; the bare backward sends a gradient of ones
+    (made once, outside the timing) into each, so it pays for the same forward, the same backward and
+    the same gradient accumulation at the taps, and nothing else: no losses, no optimiser, no history.
     """
     truncated = net.truncated(layers)
     image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+    with torch.no_grad():
+        seeds = [torch.ones_like(f) for f in truncated(image, layers).values()]  # made once, outside the timing
 
     def run() -> None:
         image.grad = None
         feats = truncated(image, layers)
-        torch.autograd.backward(list(feats.values()), [torch.ones_like(f) for f in feats.values()])
+        torch.autograd.backward(list(feats.values()), seeds)
 
     return median_ms(run, device, repeats)
 
@@ -125,6 +127,30 @@ def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> 
     return median_ms(run, device, repeats)
 
 
+def lbfgs_update_ms(size: int, history: int, repeats: int = 15) -> float:
+    """Median ms of torch.optim.LBFGS's own update with ``history`` stored pairs, for a size x size image.
+
+    A convex, badly conditioned quadratic keeps every curvature pair (y.s > 0) and does not converge
+    within the run, so the history fills up as in a long style-transfer run. The closure's own time
+    (a few element-wise passes) is measured separately and subtracted.
+    """
+    n = 3 * size * size
+    generator = torch.Generator().manual_seed(0)
+    curvature = torch.logspace(-6, 0, n)[torch.randperm(n, generator=generator)]
+    x = torch.zeros(n, requires_grad=True)
+    optimizer = torch.optim.LBFGS([x], max_iter=1, history_size=history)
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            x.grad = curvature * (x - 1.0)
+            return 0.5 * (x.grad * (x - 1.0)).sum()
+
+    for _ in range(history + 2):
+        optimizer.step(closure)
+    step = median_ms(lambda: optimizer.step(closure), torch.device("cpu"), repeats)
+    return step - median_ms(closure, torch.device("cpu"), repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -140,8 +166,8 @@ def main() -> None:
     print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"optimizer={args.optimizer} steps={args.steps} rounds={args.rounds} gram_precision={precision} malloc_tuned={tuned}")
     print("step: one nst.gatys step; optim: the optimiser's own update within it (L-BFGS: grows with its "
-          "history, up to 100 pairs);\nbare: network forward+backward only; hand: bare + the same losses written by "
-          "hand;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15)")
+          "history, up to 100 pairs);\nbare: network forward+backward only; hand: bare + the same loss functions "
+          "called directly;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15)")
     print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>8} {'optim ms':>8} {'bare ms':>8} "
           f"{'hand ms':>8} {'losses/bare':>11} {'step/bare':>9} {'step/hand':>9}")
     step_at: dict[tuple[str, int], float] = {}
@@ -167,6 +193,12 @@ def main() -> None:
                 if (mobile, size) in step_at:
                     ratio = step_at[("vgg19", size)] / step_at[(mobile, size)]
                     print(f"vgg19 / {mobile} step time at {size}px: {ratio:.1f}x")
+    if args.optimizer == "lbfgs":
+        print("L-BFGS update alone (torch.optim.LBFGS, CPU) by stored history; a run stores a pair per step, "
+              "up to 100:")
+        for size in args.sizes:
+            costs = ", ".join(f"{h} pairs {lbfgs_update_ms(size, h):.1f} ms" for h in (8, 100))
+            print(f"  {size}px: {costs}")
 
 
 if __name__ == "__main__":

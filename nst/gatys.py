@@ -46,6 +46,7 @@ class GatysConfig:
     tv_weight: float = 0.0
     optimizer: str = "lbfgs"
     lr: Optional[float] = None
+    lbfgs_history: int = 100  # curvature pairs L-BFGS keeps (torch's default, as in the tutorial)
     steps: int = 300
     init: str = "content"
     noise_ratio: float = 0.6
@@ -128,6 +129,8 @@ def validate(config: GatysConfig, style_count: int) -> None:
         raise ConfigError("style_scale must be positive.")
     if min(config.content_weight, config.style_weight, config.tv_weight) < 0:
         raise ConfigError("Loss weights cannot be negative.")
+    if not 1 <= config.lbfgs_history <= 1000:
+        raise ConfigError(f"lbfgs_history must be between 1 and 1000, not {config.lbfgs_history}.")
     if config.lr is not None and config.lr <= 0:
         raise ConfigError("The learning rate must be positive.")
     if not config.content_layers and not config.style_layers:
@@ -296,7 +299,8 @@ class _Runner:
         self.evaluation_seconds = 0.0  # inside the loss evaluations; the rest of the loop is the optimiser's
         lr = config.lr if config.lr is not None else DEFAULT_LR[config.optimizer]
         if config.optimizer == "lbfgs":
-            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=lr,
+                                                                      history_size=config.lbfgs_history)
         elif config.optimizer == "adam":
             self.optimizer = torch.optim.Adam([image], lr=lr)
         else:

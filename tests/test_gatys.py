@@ -156,6 +156,12 @@ def test_metrics_and_preserve_color(content_image, style_image, vgg19_random):
                      scorer=ReferenceScorer(vgg19_random))
     assert set(result.metrics) >= {"ssim_content", "ssim_style", "reference_content_loss", "reference_style_loss"}
     assert result.timings["ms_per_step"] > 0 and result.seconds > 0
+    assert 0 <= result.timings["optimiser_ms_per_step"] < result.timings["ms_per_step"]
+
+
+def test_a_shorter_lbfgs_history_still_optimises(content_image, style_image, vgg19_random):
+    history = run(content_image, [style_image], vgg19_random, steps=30, init="noise", lbfgs_history=5).history
+    assert history[-1]["total"] < 0.5 * history[0]["total"]
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -167,6 +173,8 @@ def test_metrics_and_preserve_color(content_image, style_image, vgg19_random):
     (dict(style_weights=[1.0, 2.0]), "style image weight"),
     (dict(style_layer_weights=[1.0]), "style layer weight"),
     (dict(content_weight=-1.0), "negative"),
+    (dict(lbfgs_history=0), "lbfgs_history"),
+    (dict(gram_precision="half"), "gram precision"),
 ])
 def test_bad_settings_are_explained(content_image, style_image, vgg19_random, changes, message):
     with pytest.raises(ConfigError, match=message):

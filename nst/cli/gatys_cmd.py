@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gatys.add_argument("--optimizer", choices=OPTIMIZERS)
     gatys.add_argument("--lr", type=float, help="learning rate (defaults: lbfgs 1, adam/adamw 0.02)")
     gatys.add_argument("--steps", type=int, help="loss evaluations ('runs', as the tutorial counts them)")
+    gatys.add_argument("--lbfgs-history", type=int,
+                       help="curvature pairs L-BFGS keeps (default 100, as the tutorial); fewer make each "
+                            "update cheaper, which matters on light backbones")
     gatys.add_argument("--init", choices=INITS)
     gatys.add_argument("--noise-ratio", type=float, help="0..1, for --init blend")
     gatys.add_argument("--size", type=int, help="longest side of the output in pixels (default 512)")
@@ -61,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 FIELDS = ("backbone", "content_layers", "style_layers", "style_layer_weights", "style_weights", "content_weight",
           "style_weight", "tv_weight", "optimizer", "lr", "steps", "init", "noise_ratio", "size", "style_scale",
-          "seed", "device", "preserve_color", "gram_precision")
+          "seed", "device", "preserve_color", "gram_precision", "lbfgs_history")
 
 
 def config_from_args(args: argparse.Namespace) -> GatysConfig:
