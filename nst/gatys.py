@@ -188,8 +188,8 @@ class _Objective:
                     gram = weight * gram_matrix(style_feats[n]).detach()
                     self.style_targets[n] = self.style_targets[n] + gram if n in self.style_targets else gram
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """Return a 4-vector (content, style, tv, total), each already weighted."""
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted total loss (to differentiate) and a detached 4-vector (content, style, tv, total)."""
         cfg = self.config
         feats = self.extractor(image, self.layers)
         terms = [self.zero, self.zero, self.zero]
@@ -203,8 +203,10 @@ class _Objective:
             terms[1] = torch.dot(self.weighted_style_layers, per_layer)
         if cfg.tv_weight:
             terms[2] = total_variation(image) * cfg.tv_weight
-        weighted = torch.stack(terms)
-        return torch.cat([weighted, weighted.sum(0, keepdim=True)])
+        total = terms[0] + terms[1] + terms[2]
+        with torch.no_grad():  # the record needs no graph: keep the backward to the terms themselves
+            record = torch.stack([terms[0], terms[1], terms[2], total])
+        return total, record
 
 
 def _normalise(weights: Optional[Sequence[float]], count: int) -> list[float]:
@@ -328,12 +330,12 @@ class _Runner:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
         self.optimizer.zero_grad(set_to_none=True)
-        terms = self.objective(self.image)
-        terms[3].backward()
+        total, terms = self.objective(self.image)
+        total.backward()
         self.evaluations += 1
         self._record(terms)
         self.evaluation_seconds += time.perf_counter() - entered
-        return terms[3]
+        return total
 
     def optimise(self) -> None:
         steps = self.config.steps
@@ -362,7 +364,7 @@ class _Runner:
         """Clamp, evaluate the final image (last history row) and return it."""
         with torch.no_grad():
             self.image.clamp_(0, 1)
-            terms = self.objective(self.image)
+            _, terms = self.objective(self.image)
         self._record(terms)
         return self.image.detach()
 

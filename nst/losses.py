@@ -35,6 +35,12 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(flat) / (a * b * c * d)
 
 
+def _mean_squares(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A vector with the mean of the squared entries of each tensor."""
+    sums = torch.stack([torch.dot(t.reshape(-1), t.reshape(-1)) for t in tensors])
+    return sums.div_(torch.tensor([float(t.numel()) for t in tensors], dtype=sums.dtype, device=sums.device))
+
+
 class _ContentLosses(torch.autograd.Function):
     """mean((F_i - T_i)^2) for several layers in one autograd node; backward 2 (F_i - T_i) / n_i."""
 
@@ -42,14 +48,13 @@ class _ContentLosses(torch.autograd.Function):
     def forward(ctx, targets: tuple, *features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         diffs = [torch.sub(feat, target) for feat, target in zip(features, targets)]
         ctx.save_for_backward(*diffs)
-        losses = torch.stack([torch.dot(diff.reshape(-1), diff.reshape(-1)) for diff in diffs])
-        return losses / torch.tensor([float(d.numel()) for d in diffs], device=losses.device)
+        return _mean_squares(diffs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         diffs = ctx.saved_tensors
-        scales = grad * torch.tensor([2.0 / d.numel() for d in diffs], device=grad.device)
-        return (None, *(diff * scale for diff, scale in zip(diffs, scales.unbind())))
+        weights = grad.tolist()  # plain numbers: each layer's gradient is then a single scaled copy
+        return (None, *(diff * (2.0 * w / diff.numel()) if w else None for diff, w in zip(diffs, weights)))
 
 
 def content_losses(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -77,20 +82,20 @@ class _StyleLosses(torch.autograd.Function):
         with products(precision, flats[0].device):  # only the products: other ops run slower in that mode
             diffs = [torch.baddbmm(target, flat, flat.transpose(1, 2), beta=-1.0, alpha=1.0 / flat.numel())
                      for flat, target in zip(flats, targets)]
-        losses = [torch.dot(diff.reshape(-1), diff.reshape(-1)) for diff in diffs]
         ctx.save_for_backward(*flats, *diffs)
         ctx.precision = precision
-        counts = torch.tensor([float(d.numel()) for d in diffs], device=flats[0].device)
-        return torch.stack(losses) / counts
+        return _mean_squares(diffs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         saved = ctx.saved_tensors
         flats, diffs = saved[: len(saved) // 2], saved[len(saved) // 2:]
-        scales = grad * torch.tensor([4.0 / (d.numel() * f.numel()) for f, d in zip(flats, diffs)], device=grad.device)
-        scaled = [diff * scale for diff, scale in zip(diffs, scales.unbind())]
+        weights = grad.tolist()  # plain numbers; a layer weighted 0 gets no gradient and costs nothing
+        scaled = [diff * (4.0 * w / (diff.numel() * flat.numel())) if w else None
+                  for flat, diff, w in zip(flats, diffs, weights)]
+        # bmm, not baddbmm with beta=0: under oneDNN's bf16 mode baddbmm(beta=0, alpha=0) returns garbage
         with products(ctx.precision, flats[0].device):
-            grads = [torch.bmm(diff, flat) for diff, flat in zip(scaled, flats)]
+            grads = [torch.bmm(d, flat) if d is not None else None for d, flat in zip(scaled, flats)]
         return (None, None, *grads)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nst.errors import ConfigError
-from nst.losses import gram_matrix, style_loss
+from nst.losses import gram_matrix, style_loss, style_losses
 from nst.precision import fast_supported, products, resolve_precision
 
 CPU = torch.device("cpu")
@@ -46,3 +46,16 @@ def test_products_restore_the_backend_setting_even_after_an_error():
     assert torch.backends.mkldnn.matmul.fp32_precision == before
     with products("exact", CPU):
         assert torch.backends.mkldnn.matmul.fp32_precision == before
+
+
+def test_a_layer_weighted_zero_gets_a_zero_gradient_in_every_precision():
+    torch.manual_seed(1)
+    feats = [torch.randn(1, 16, 12, 12, requires_grad=True) for _ in range(2)]
+    grams = [gram_matrix(torch.randn(1, 16, 12, 12)) for _ in range(2)]
+    precisions = ["exact"] + (["fast"] if fast_supported(CPU) else [])
+    for precision in precisions:
+        losses = style_losses(feats, grams, precision)
+        first, second = torch.autograd.grad(torch.dot(torch.tensor([1e6, 0.0]), losses), feats,
+                                            materialize_grads=True)
+        assert torch.isfinite(first).all() and first.abs().sum() > 0
+        assert torch.equal(second, torch.zeros_like(second))
