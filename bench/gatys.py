@@ -186,7 +186,7 @@ def main() -> None:
             ratios = [statistics.median(r) for r in zip(*[((m - o) / b, m / b, m / h) for m, o, b, h in rounds])]
             step_at[(backbone, size)] = ms
             print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>8.1f} {optim:>8.1f} {bare:>8.1f} {hand:>8.1f} "
-                  f"{ratios[0]:>11.2f} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
+                  f"{ratios[0]:>11.3f} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
     for size in args.sizes:
         if ("vgg19", size) in step_at:
             for mobile in ("mobilenet_v2", "mobilenet_v2_flat"):
