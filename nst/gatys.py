@@ -20,7 +20,7 @@ from nst.features import FeatureNet, get_backbone
 from nst.images import MIN_SIDE, ImageSource, load_image, resize_longest, to_pil, to_tensor
 from nst.losses import content_losses, gram_matrix, style_losses, total_variation
 from nst.metrics import ReferenceScorer, report
-from nst.precision import PRECISIONS, resolve_precision
+from nst.precision import check_precision, resolve_precision
 from nst.progress import CancelToken, Progress, ProgressCallback
 from nst.result import StyleResult
 from nst.runtime import pick_device
@@ -115,8 +115,7 @@ def validate(config: GatysConfig, style_count: int) -> None:
     """Raise ConfigError with a plain sentence for any out-of-range setting."""
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"Unknown optimiser '{config.optimizer}'. Choose one of: {', '.join(OPTIMIZERS)}.")
-    if config.gram_precision not in PRECISIONS:
-        raise ConfigError(f"Unknown gram precision '{config.gram_precision}'. Choose one of: {', '.join(PRECISIONS)}.")
+    check_precision(config.gram_precision)
     if config.init not in INITS:
         raise ConfigError(f"Unknown init '{config.init}'. Choose one of: {', '.join(INITS)}.")
     if not 0.0 <= config.noise_ratio <= 1.0:

@@ -40,10 +40,15 @@ def fast_supported(device: torch.device) -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``fast`` or ``exact`` for ``device``; ``fast`` where unsupported is an error."""
+def check_precision(precision: str) -> None:
+    """Raise ConfigError unless ``precision`` is one of PRECISIONS (no device needed)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown gram precision '{precision}'. Choose one of: {', '.join(PRECISIONS)}.")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``fast`` or ``exact`` for ``device``; ``fast`` where unsupported is an error."""
+    check_precision(precision)
     if precision == "auto":
         return "fast" if fast_supported(device) else "exact"
     if precision == "fast" and not fast_supported(device):
