@@ -11,7 +11,8 @@ For each backbone's preset layers at each size it times, in ``--rounds`` rounds 
 - hand: bare plus the same loss functions called directly, with no objective or optimiser.
 
 losses/bare = (step - optim) / bare is what the losses and their bookkeeping add to the network's
-own work; the target is at most 1.15. Random weights: timings do not depend on the values.
+own work; the target is at most 1.15. The lowest and highest round's value are printed beside the
+median, so the machine's noise is visible. Random weights: timings do not depend on the values.
 
     python bench/gatys.py [--sizes 256 512] [--steps 8] [--rounds 3] [--device cpu] [--optimizer adam]
 """
@@ -167,9 +168,10 @@ def main() -> None:
           f"optimizer={args.optimizer} steps={args.steps} rounds={args.rounds} gram_precision={precision} malloc_tuned={tuned}")
     print("step: one nst.gatys step; optim: the optimiser's own update within it (L-BFGS: grows with its "
           "history, up to 100 pairs);\nbare: network forward+backward only; hand: bare + the same loss functions "
-          "called directly;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15)")
+          "called directly;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15); "
+          "lo-hi: its lowest and highest round")
     print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>8} {'optim ms':>8} {'bare ms':>8} "
-          f"{'hand ms':>8} {'losses/bare':>11} {'step/bare':>9} {'step/hand':>9}")
+          f"{'hand ms':>8} {'losses/bare':>11} {'lo-hi':>11} {'step/bare':>9} {'step/hand':>9}")
     step_at: dict[tuple[str, int], float] = {}
     for backbone, preset_name in CASES:
         if args.backbones and backbone not in args.backbones:
@@ -183,10 +185,12 @@ def main() -> None:
                 hand = hand_step_ms(net, config, size, device, args.steps)
                 rounds.append((ms, optim, bare, hand))
             ms, optim, bare, hand = (statistics.median(column) for column in zip(*rounds))
-            ratios = [statistics.median(r) for r in zip(*[((m - o) / b, m / b, m / h) for m, o, b, h in rounds])]
+            per_round = list(zip(*[((m - o) / b, m / b, m / h) for m, o, b, h in rounds]))
+            ratios = [statistics.median(r) for r in per_round]
+            spread = f"{min(per_round[0]):.3f}-{max(per_round[0]):.3f}"  # the machine's noise, round to round
             step_at[(backbone, size)] = ms
             print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>8.1f} {optim:>8.1f} {bare:>8.1f} {hand:>8.1f} "
-                  f"{ratios[0]:>11.3f} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
+                  f"{ratios[0]:>11.3f} {spread:>11} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
     for size in args.sizes:
         if ("vgg19", size) in step_at:
             for mobile in ("mobilenet_v2", "mobilenet_v2_flat"):
