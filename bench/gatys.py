@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nst.features import get_backbone  # noqa: E402
 from nst.gatys import preset, stylize  # noqa: E402
-from nst.losses import content_losses, gram_matrix, style_losses  # noqa: E402
+from nst.losses import gram_matrix  # noqa: E402
 from nst.precision import resolve_precision  # noqa: E402
 from nst.runtime import pick_device, tune_allocator  # noqa: E402
+from nst.tap_losses import tap_losses  # noqa: E402
 
 CASES = [
     ("vgg19", "tutorial"),
@@ -112,17 +113,17 @@ def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> 
     truncated = net.truncated(config.content_layers + config.style_layers)
     layers = list(dict.fromkeys(config.content_layers + config.style_layers))
     precision = resolve_precision(config.gram_precision, device)
+    folded = truncated.inner_taps(layers)
     with torch.no_grad():
         target = truncated(torch.rand(1, 3, size, size, device=device), layers)
+        contents = {n: target[n] for n in config.content_layers}
         grams = {n: gram_matrix(target[n]) for n in config.style_layers}
     image = torch.rand(1, 3, size, size, device=device, requires_grad=True)
 
     def run() -> None:
         image.grad = None
         feats = truncated(image, layers)
-        content = content_losses([feats[n] for n in config.content_layers], [target[n] for n in config.content_layers])
-        style = style_losses([feats[n] for n in config.style_layers], [grams[n] for n in config.style_layers],
-                             precision)
+        content, style = tap_losses(feats, contents, grams, precision, folded)
         (config.content_weight * content.sum() + config.style_weight * style.sum()).backward()
 
     return median_ms(run, device, repeats)

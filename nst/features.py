@@ -109,6 +109,12 @@ class FeatureNet(nn.Module):
                 out[layer] = x
         return out
 
+    def inner_taps(self, layers: Sequence[str]) -> list[str]:
+        """The requested layers that the network runs further layers on towards the deepest one (all but
+        the deepest): their gradient also arrives from those later layers (``nst.tap_losses`` folds into it)."""
+        last = max(self.resolve(layers))
+        return [layer for layer in layers if self.index[layer] < last]
+
     def truncated(self, layers: Sequence[str]) -> "FeatureNet":
         """A copy sharing modules but holding only the steps up to the deepest of ``layers``."""
         last = max(self.resolve(layers))

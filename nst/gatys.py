@@ -18,12 +18,13 @@ from nst.color import keep_content_colors
 from nst.errors import Cancelled, ConfigError
 from nst.features import FeatureNet, get_backbone
 from nst.images import MIN_SIDE, ImageSource, load_image, resize_longest, to_pil, to_tensor
-from nst.losses import content_losses, gram_matrix, style_losses, total_variation
+from nst.losses import gram_matrix, total_variation
 from nst.metrics import ReferenceScorer, report
 from nst.precision import check_precision, resolve_precision
 from nst.progress import CancelToken, Progress, ProgressCallback
 from nst.result import StyleResult
 from nst.runtime import pick_device
+from nst.tap_losses import tap_losses
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
 INITS = ("content", "noise", "blend")
@@ -134,6 +135,11 @@ def validate(config: GatysConfig, style_count: int) -> None:
         raise ConfigError("The learning rate must be positive.")
     if not config.content_layers and not config.style_layers:
         raise ConfigError("Choose at least one content or style layer.")
+    for what, layers in (("content", config.content_layers), ("style", config.style_layers)):
+        repeated = sorted({n for n in layers if list(layers).count(n) > 1})
+        if repeated:
+            raise ConfigError(f"{what.capitalize()} layer(s) listed more than once: {', '.join(repeated)}. "
+                              "List each layer once (use style layer weights to weight one more).")
     if style_count < 1:
         raise ConfigError("Give at least one style image.")
     _check_weights(config.style_weights, style_count, "style image")
@@ -171,6 +177,7 @@ class _Objective:
         self.content_layers = list(config.content_layers)
         self.style_layers = list(config.style_layers)
         self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+        self.folded = extractor.inner_taps(self.layers)  # their loss gradients join the network's own
         layer_weights = config.style_layer_weights or [1.0] * len(self.style_layers)
         self.weighted_style_layers = config.style_weight * torch.tensor(layer_weights, device=content.device)
         self.zero = content.new_zeros(())
@@ -192,14 +199,11 @@ class _Objective:
         cfg = self.config
         feats = self.extractor(image, self.layers)
         terms = [self.zero, self.zero, self.zero]
+        content, style = tap_losses(feats, self.content_targets, self.style_targets, self.precision, self.folded)
         if self.content_layers:
-            per_layer = content_losses([feats[n] for n in self.content_layers],
-                                       [self.content_targets[n] for n in self.content_layers])
-            terms[0] = per_layer.sum() * cfg.content_weight
+            terms[0] = content.sum() * cfg.content_weight
         if self.style_layers:
-            per_layer = style_losses([feats[n] for n in self.style_layers],
-                                     [self.style_targets[n] for n in self.style_layers], self.precision)
-            terms[1] = torch.dot(self.weighted_style_layers, per_layer)
+            terms[1] = torch.dot(self.weighted_style_layers, style)
         if cfg.tv_weight:
             terms[2] = total_variation(image) * cfg.tv_weight
         total = terms[0] + terms[1] + terms[2]

