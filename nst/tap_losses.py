@@ -31,9 +31,16 @@ _Terms = tuple[torch.Tensor, Optional[torch.Tensor], float, Optional[torch.Tenso
 
 def _exclusively_owned(grad: torch.Tensor) -> bool:
     """Whether ``grad`` may be updated in place: not a view, not shared by another autograd buffer or
-    tensor (the hook's argument and autograd's buffer are its only holders), and not part of a graph."""
-    return (grad._base is None and not grad.requires_grad and grad.is_contiguous()
-            and grad._use_count() <= 2 and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) <= 2)
+    tensor (the hook's argument and autograd's buffer are its only holders), and not part of a graph.
+
+    The use counts are torch internals; a torch without them gets ``False`` (out of place: slower, same result).
+    """
+    if grad._base is not None or grad.requires_grad or not grad.is_contiguous():
+        return False
+    try:
+        return grad._use_count() <= 2 and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) <= 2
+    except AttributeError:
+        return False
 
 
 def _loss_gradient(terms: _Terms, precision: str, into: Optional[torch.Tensor] = None,

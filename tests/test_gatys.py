@@ -177,6 +177,7 @@ def test_a_shorter_lbfgs_history_still_optimises(content_image, style_image, vgg
     (dict(content_weight=-1.0), "negative"),
     (dict(lbfgs_history=0), "lbfgs_history"),
     (dict(gram_precision="half"), "gram precision"),
+    (dict(style_layers=["conv_1", "conv_2", "conv_1"]), "more than once"),
 ])
 def test_bad_settings_are_explained(content_image, style_image, vgg19_random, changes, message):
     with pytest.raises(ConfigError, match=message):
