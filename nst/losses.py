@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from nst.precision import products
+
+_Terms = tuple[torch.Tensor, Optional[torch.Tensor], float, Optional[torch.Tensor], float]  # flat, diff, c, D, s
 
 
 class _Gram(torch.autograd.Function):
@@ -41,62 +43,110 @@ def _mean_squares(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return norms.mul_(norms).div_(torch.tensor([float(t.numel()) for t in tensors], device=norms.device))
 
 
-class _ContentLosses(torch.autograd.Function):
-    """mean((F_i - T_i)^2) for several layers in one autograd node; backward 2 (F_i - T_i) / n_i."""
+def _loss_gradient(terms: _Terms, precision: str, into: Optional[torch.Tensor] = None,
+                   exclusive: bool = False) -> torch.Tensor:
+    """``into + c*diff + s*D@flat`` shaped like ``flat`` (BxCxN); ``into`` is updated in place if ``exclusive``."""
+    flat, diff, c, gram_diff, s = terms
+    diff = diff.view(flat.shape) if diff is not None else None
+    with products(precision, flat.device):
+        if into is None:
+            if c and s:
+                return torch.baddbmm(diff, gram_diff, flat, beta=c, alpha=s)
+            return torch.bmm(gram_diff * s, flat) if s else diff * c
+        into = into.reshape(flat.shape)
+        if not exclusive:  # the first term goes out of place, which makes the private copy for the second
+            if not c:
+                return torch.baddbmm(into, gram_diff, flat, alpha=s)
+            into, c = torch.add(into, diff, alpha=c), 0.0
+        if c:
+            into.add_(diff, alpha=c)
+        if s:  # beta 1 and alpha != 0: oneDNN's bf16 mode is only wrong for beta = alpha = 0
+            into.baddbmm_(gram_diff, flat, alpha=s)
+        return into
+
+
+class _LayerLosses(torch.autograd.Function):
+    """Content losses mean((F_i - T_i)^2) and style losses mean((gram(F_i) - A_i)^2) of several layers in one node.
+
+    ``plan``: per layer its content target or None, its style target or None, and a slot or None,
+    then the order of the style outputs (layer indices). Outputs: a vector of content losses in layer
+    order and one of style losses in ``style_order``. Forward: one matrix product per style layer,
+    with the normalisation and the target folded in (D = F F^T / n_F - A). Backward by hand: per
+    layer one product for both terms, dL/dF = 2c (F - T) / n_F + 4s D F / (n_D n_F) (D is symmetric
+    because A is a gram matrix or a blend of grams). A layer weighted 0 gets no gradient and costs
+    nothing. A layer with a slot gets None here and its terms go to the slot, whose hook on the
+    feature adds them to the gradient arriving from later layers (``nst.tap_losses``). One node for
+    all layers keeps the per-layer Python and autograd cost out of each step.
+    """
 
     @staticmethod
-    def forward(ctx, targets: tuple, *features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        diffs = [torch.sub(feat, target) for feat, target in zip(features, targets)]
-        ctx.save_for_backward(*diffs)
-        return _mean_squares(diffs)
+    def forward(ctx, plan: tuple, precision: str, *features: torch.Tensor):  # type: ignore[override]
+        content_targets, style_targets, slots, style_order = plan
+        flats = [f.reshape(f.shape[0], f.shape[1], -1) for f in features]
+        diffs = [torch.sub(f, t) if t is not None else None for f, t in zip(features, content_targets)]
+        with products(precision, features[0].device):  # only the products: other ops run slower in that mode
+            gram_diffs = [torch.baddbmm(a, flat, flat.transpose(1, 2), beta=-1.0, alpha=1.0 / flat.numel())
+                          if a is not None else None for flat, a in zip(flats, style_targets)]
+        ctx.save_for_backward(*flats, *diffs, *gram_diffs)
+        ctx.precision, ctx.slots, ctx.shapes, ctx.style_order = precision, slots, [f.shape for f in features], style_order
+        contents, styles = [d for d in diffs if d is not None], [gram_diffs[i] for i in style_order]
+        empty = features[0].new_zeros(0)
+        return (_mean_squares(contents) if contents else empty), (_mean_squares(styles) if styles else empty.clone())
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        diffs = ctx.saved_tensors
-        weights = grad.tolist()  # plain numbers: each layer's gradient is then a single scaled copy
-        return (None, *(diff * (2.0 * w / diff.numel()) if w else None for diff, w in zip(diffs, weights)))
+    def backward(ctx, content_grad: torch.Tensor, style_grad: torch.Tensor):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        count = len(ctx.slots)
+        flats, diffs, gram_diffs = saved[:count], saved[count:2 * count], saved[2 * count:]
+        weights = iter(content_grad.tolist())  # plain numbers, in the order of the forward's outputs
+        content_w = [next(weights) if d is not None else 0.0 for d in diffs]
+        style_w = [0.0] * count
+        for i, w in zip(ctx.style_order, style_grad.tolist()):
+            style_w[i] = w
+        grads: list[Optional[torch.Tensor]] = []
+        for flat, diff, gram_diff, wc, ws, slot, shape in zip(flats, diffs, gram_diffs, content_w, style_w,
+                                                             ctx.slots, ctx.shapes):
+            c = 2.0 * wc / flat.numel() if wc else 0.0
+            s = 4.0 * ws / (gram_diff.numel() * flat.numel()) if ws else 0.0
+            terms = (flat, diff, c, gram_diff, s) if (c or s) else None
+            if slot is not None:
+                slot.terms = terms
+                grads.append(None)
+            else:
+                grads.append(_loss_gradient(terms, ctx.precision).view(shape) if terms is not None else None)
+        if any(slot is not None and slot.terms is not None for slot in ctx.slots):
+            # a folded tap's hook fires only if some gradient flows down through the network to it
+            grads = [torch.zeros(shape, dtype=flat.dtype, device=flat.device) if g is None and slot is None else g
+                     for g, slot, flat, shape in zip(grads, ctx.slots, flats, ctx.shapes)]
+        return (None, None, *grads)
+
+
+def layer_losses(features: Sequence[torch.Tensor], content_targets: Sequence[Optional[torch.Tensor]],
+                 style_targets: Sequence[Optional[torch.Tensor]], precision: str = "exact",
+                 style_order: Optional[Sequence[int]] = None,
+                 slots: Optional[Sequence[object]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content and style losses of BxCxHxW ``features`` (targets constant, None where a layer has no
+    such term), in one autograd node: a vector of content losses in layer order and one of style
+    losses in ``style_order`` (default: layer order). ``precision`` is ``exact`` or ``fast``
+    (``nst.precision``; resolve ``auto`` first)."""
+    content = tuple(t.detach().expand_as(f) if t is not None else None
+                    for f, t in zip(features, content_targets, strict=True))
+    style = tuple(a.detach().expand(f.shape[0], -1, -1) if a is not None else None
+                  for f, a in zip(features, style_targets, strict=True))
+    if style_order is None:
+        style_order = [i for i, a in enumerate(style) if a is not None]
+    slots = tuple(slots) if slots is not None else (None,) * len(features)
+    return _LayerLosses.apply((content, style, slots, tuple(style_order)), precision, *features)
 
 
 def content_losses(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
     """Content loss of each layer (the tutorial's MSE between feature maps; targets are constants)."""
-    expanded = tuple(t.detach().expand_as(f) for f, t in zip(features, targets, strict=True))
-    return _ContentLosses.apply(expanded, *features)
+    return layer_losses(features, targets, [None] * len(features))[0]
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between feature maps (the tutorial's content distance); ``target`` is a constant."""
     return content_losses([features], [target])[0]
-
-
-class _StyleLosses(torch.autograd.Function):
-    """mean((gram(F_i) - A_i)^2) for several layers in one autograd node, one loss per layer.
-
-    Per layer: forward is one matrix product with the normalisation and the target folded in
-    (D = F F^T / norm - A); backward by hand is one more, dL/dF = 4 D F / (n * norm) with n the
-    element count of D (D is symmetric because A is a gram matrix or a blend of grams). Targets are
-    constants. One node for all layers keeps the per-layer Python and autograd cost out of each step.
-    """
-
-    @staticmethod
-    def forward(ctx, targets: tuple, precision: str, *flats: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        with products(precision, flats[0].device):  # only the products: other ops run slower in that mode
-            diffs = [torch.baddbmm(target, flat, flat.transpose(1, 2), beta=-1.0, alpha=1.0 / flat.numel())
-                     for flat, target in zip(flats, targets)]
-        ctx.save_for_backward(*flats, *diffs)
-        ctx.precision = precision
-        return _mean_squares(diffs)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        saved = ctx.saved_tensors
-        flats, diffs = saved[: len(saved) // 2], saved[len(saved) // 2:]
-        weights = grad.tolist()  # plain numbers; a layer weighted 0 gets no gradient and costs nothing
-        scaled = [diff * (4.0 * w / (diff.numel() * flat.numel())) if w else None
-                  for flat, diff, w in zip(flats, diffs, weights)]
-        # bmm, not baddbmm with beta=0: under oneDNN's bf16 mode baddbmm(beta=0, alpha=0) returns garbage
-        with products(ctx.precision, flats[0].device):
-            grads = [torch.bmm(d, flat) if d is not None else None for d, flat in zip(scaled, flats)]
-        return (None, None, *grads)
 
 
 def style_losses(features: Sequence[torch.Tensor], target_grams: Sequence[torch.Tensor],
@@ -106,12 +156,7 @@ def style_losses(features: Sequence[torch.Tensor], target_grams: Sequence[torch.
     Returns a vector with one loss per layer. ``precision`` is ``exact`` or ``fast`` (see
     ``nst.precision``; resolve ``auto`` first).
     """
-    flats, targets = [], []
-    for feat, target in zip(features, target_grams, strict=True):
-        a, b, c, d = feat.shape
-        flats.append(feat.reshape(a, b, c * d))
-        targets.append(target.detach().expand(a, -1, -1))
-    return _StyleLosses.apply(tuple(targets), precision, *flats)
+    return layer_losses(features, [None] * len(features), target_grams, precision)[1]
 
 
 def style_loss(features: torch.Tensor, target_gram: torch.Tensor, precision: str = "exact") -> torch.Tensor:
