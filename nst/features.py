@@ -40,6 +40,37 @@ class Step:
     names: list[str] = field(default_factory=list)
 
 
+class FrozenBatchNorm(nn.Module):
+    """An eval-mode BatchNorm2d folded into one per-channel multiply-add, ``x * scale + shift``.
+
+    The feature nets are frozen, so the statistics never change; one fused op forward and one multiply
+    backward cost about a fifth less than BatchNorm's kernels (MobileNetV2 at 256 px, 2-core CPU) and
+    about a tenth less than torchvision's ``FrozenBatchNorm2d``, which recomputes the scale every call.
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d):
+        super().__init__()
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            shift = -bn.running_mean * scale
+            if bn.affine:
+                scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d under ``module`` by its FrozenBatchNorm (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm(child))
+        else:
+            _freeze_batchnorm(child)
+
+
 class FeatureNet(nn.Module):
     """A backbone as named steps; call it with layer names to get those activations."""
 
@@ -84,6 +115,8 @@ class FeatureNet(nn.Module):
         last = max(indices)
         if self.normalize:
             x = (x - self.mean) / self.std
+        if x.device.type == "cpu":  # oneDNN's channels-last kernels: max pooling ~10x, VGG-19 steps 25-35% faster
+            x = x.contiguous(memory_format=torch.channels_last)
         saved: torch.Tensor | None = None
         out: dict[str, torch.Tensor] = {}
         height, width = x.shape[-2:]
@@ -179,13 +212,13 @@ def _resnet_steps(model: nn.Module) -> tuple[list[Step], list[str]]:
 
 
 def _leaf_layers(module: nn.Module) -> list[nn.Module]:
-    if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU6, nn.ReLU)):
+    if isinstance(module, (nn.Conv2d, FrozenBatchNorm, nn.ReLU6, nn.ReLU)):
         return [module]
     return list(module.children())
 
 
 def _leaf_name(leaf: nn.Module, block: int, index: int) -> str:
-    kind = "conv" if isinstance(leaf, nn.Conv2d) else "bn" if isinstance(leaf, nn.BatchNorm2d) else "relu"
+    kind = "conv" if isinstance(leaf, nn.Conv2d) else "bn" if isinstance(leaf, FrozenBatchNorm) else "relu"
     return f"{kind}_{block}_{index}"
 
 
@@ -324,6 +357,8 @@ def build_backbone(name: str, weights: WeightsSpec = "pretrained", seed: int = 0
 
             path = registry.resolve(spec.registry_name if str(weights) in PRETRAINED else str(weights))
         load_exact(model, read_state_dict(path), f"the {name} backbone", spec.head_prefixes)
+    model.eval()
+    _freeze_batchnorm(model)
     steps, primary = spec.unroll(model)
     net = FeatureNet(name, steps, spec.normalize, primary)
     net.eval()

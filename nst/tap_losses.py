@@ -24,12 +24,14 @@ FOLD_MIN_ELEMENTS = 1 << 21
 
 
 def _exclusively_owned(grad: torch.Tensor) -> bool:
-    """Whether ``grad`` may be updated in place: not a view, not shared by another autograd buffer or
-    tensor (the hook's argument and autograd's buffer are its only holders), and not part of a graph.
+    """Whether ``grad`` may be updated in place: dense (contiguous or channels-last), not a view, not shared
+    by another autograd buffer or tensor (the hook's argument and autograd's buffer are its only holders),
+    and not part of a graph.
 
     The use counts are torch internals; a torch without them gets ``False`` (out of place: slower, same result).
     """
-    if grad._base is not None or grad.requires_grad or not grad.is_contiguous():
+    dense = grad.is_contiguous() or (grad.dim() == 4 and grad.is_contiguous(memory_format=torch.channels_last))
+    if grad._base is not None or grad.requires_grad or not dense:
         return False
     try:
         return grad._use_count() <= 2 and torch._C._storage_Use_Count(grad.untyped_storage()._cdata) <= 2

@@ -92,19 +92,21 @@ def test_mobilenet_variants_expose_the_same_names():
         assert name in intact.layer_names
 
 
-def test_flattened_mobilenet_drops_the_skips_and_intact_blocks_equal_torchvision():
+def test_flattened_mobilenet_drops_the_skips_and_intact_blocks_equal_torchvision(tmp_path):
     torch.manual_seed(0)
     reference = tvm.mobilenet_v2().eval()
-    intact = build_backbone("mobilenet_v2", "random", seed=0)
-    flat = build_backbone("mobilenet_v2_flat", "random", seed=0)
-    # give BN layers non-trivial running statistics so residual sums matter
+    # give BN layers non-trivial statistics and affine parameters so residual sums matter
     with torch.no_grad():
-        for model in (reference, intact, flat):
-            torch.manual_seed(5)
-            for module in model.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.running_mean.uniform_(-0.1, 0.1)
-                    module.running_var.uniform_(0.5, 1.5)
+        torch.manual_seed(5)
+        for module in reference.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+    torch.save(reference.state_dict(), tmp_path / "mobilenet_v2.pth")
+    intact = build_backbone("mobilenet_v2", tmp_path / "mobilenet_v2.pth")
+    flat = build_backbone("mobilenet_v2_flat", tmp_path / "mobilenet_v2.pth")
     x = torch.rand(1, 3, 64, 64)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -120,6 +122,32 @@ def test_flattened_mobilenet_drops_the_skips_and_intact_blocks_equal_torchvision
     assert torch.equal(flattened["layer_2"], ours["layer_2"])
     assert not torch.allclose(flattened["layer_3"], ours["layer_3"])
     assert not torch.allclose(flattened["layer_14"], ours["layer_14"])
+
+
+def test_frozen_batchnorm_equals_eval_batchnorm():
+    from nst.features import FrozenBatchNorm
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 6, 5, 7)
+    for affine in (True, False):
+        bn = nn.BatchNorm2d(6, eps=1e-3, affine=affine).eval()
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.2, 3)
+            if affine:
+                bn.weight.uniform_(-2, 2)
+                bn.bias.uniform_(-1, 1)
+            assert torch.allclose(FrozenBatchNorm(bn)(x), bn(x), atol=1e-5)
+            cl = x.contiguous(memory_format=torch.channels_last)
+            assert FrozenBatchNorm(bn)(cl).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_feature_maps_are_channels_last_on_cpu_and_backbones_hold_no_batchnorm():
+    net = build_backbone("resnet18", "random", seed=0)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    with torch.no_grad():
+        feats = net(torch.rand(1, 3, 32, 32), ["conv1", "layer2"])
+    assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats.values())
 
 
 def test_in_block_tap_of_intact_mobilenet_is_before_the_skip_add():

@@ -1,11 +1,13 @@
 """Loss maths against hand-computed values and independent re-derivations."""
 
+import pytest
 import torch
 
 from nst.losses import (
     content_loss,
     content_losses,
     gram_matrix,
+    layer_losses,
     mean_std,
     mean_std_loss,
     style_loss,
@@ -105,6 +107,24 @@ def test_content_loss_gradient_matches_autograd():
     features = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     target = torch.randn(1, 3, 4, 5, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda f: content_loss(f, target), (features,))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_channels_last_maps_get_the_same_values_and_gradients_in_their_own_layout(layout):
+    torch.manual_seed(7)
+    features = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    target = torch.randn(1, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=layout)
+    grams = gram_matrix(torch.randn(1, 3, 4, 5, dtype=torch.float64))
+
+    def both(f: torch.Tensor) -> torch.Tensor:
+        content, style = layer_losses([f], [target], [grams])
+        return 2.0 * content.sum() + 7.0 * style.sum()
+
+    assert torch.autograd.gradcheck(both, (features,))
+    assert torch.autograd.gradcheck(lambda f: (gram_matrix(f) ** 2).sum(), (features,))
+    for loss in (both(features), (gram_matrix(features) ** 2).sum(), style_loss(features, grams)):
+        (grad,) = torch.autograd.grad(loss, features)
+        assert grad.is_contiguous(memory_format=layout)
 
 
 def test_several_layers_in_one_call_equal_the_layers_one_by_one():

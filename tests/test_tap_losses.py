@@ -87,6 +87,24 @@ def test_folding_is_right_when_the_arriving_gradient_is_shared_or_a_view(fold_ev
     assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("consumer", ["relu", "shared"])
+def test_folding_into_a_channels_last_gradient_keeps_it_right_and_in_layout(fold_everything, consumer):
+    torch.manual_seed(3)
+    x0 = torch.randn(1, 3, 6, 5).contiguous(memory_format=torch.channels_last)
+    contents = {"a": torch.randn(1, 3, 6, 5)}
+    grams = {"a": gram_matrix(torch.randn(1, 3, 6, 5)), "b": gram_matrix(torch.randn(1, 3, 6, 5))}
+    grads, arrived = [], []
+    for fold in (False, True):
+        x = x0.clone().requires_grad_(True)
+        feats, _ = chain(x, consumer)
+        feats["a"].register_hook(lambda g: arrived.append(g.is_contiguous(memory_format=torch.channels_last)))
+        c, s = tap_losses(feats, contents, grams, "exact", ["a"]) if fold else reference(feats, contents, grams)
+        (2.0 * c.sum() + 5.0 * s.sum()).backward()
+        grads.append(x.grad)
+    assert all(arrived) and grads[1].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
 def test_a_folded_tap_still_gets_its_gradient_when_the_deepest_weighs_nothing(fold_everything):
     torch.manual_seed(2)
     x0 = torch.randn(1, 2, 8, 4)
