@@ -23,10 +23,7 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (flat,) = ctx.saved_tensors
-        sym = grad + grad.transpose(1, 2)
-        if _channels_last(flat):  # F^T (dG + dG^T), transposed back: the gradient keeps the map's layout
-            return torch.bmm(flat.mT, sym).mT
-        return torch.bmm(sym, flat)
+        return _loss_gradient((flat, None, 0.0, grad + grad.transpose(1, 2), 1.0), "exact")
 
 
 def _channels_last(flat: torch.Tensor) -> bool:
