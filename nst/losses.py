@@ -36,7 +36,8 @@ def _matrix_view(features: torch.Tensor) -> torch.Tensor:
     matrix with canonical strides: a plain reshape may give a batch of one an odd batch stride, for
     which oneDNN's bf16 products copy the whole map first (12 ms for VGG-19's first map)."""
     b, c = features.shape[:2]
-    if features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+    channels_last = features.dim() == 4 and features.is_contiguous(memory_format=torch.channels_last)
+    if channels_last and not features.is_contiguous():
         return features.permute(0, 2, 3, 1).reshape(b, -1, c).mT
     return features.reshape(b, c, -1)
 
