@@ -24,7 +24,7 @@ from nst.precision import check_precision, resolve_precision
 from nst.progress import CancelToken, Progress, ProgressCallback
 from nst.result import StyleResult
 from nst.runtime import pick_device
-from nst.tap_losses import tap_losses
+from nst.tap_losses import tap_loss_vector
 
 OPTIMIZERS = ("lbfgs", "adam", "adamw")
 INITS = ("content", "noise", "blend")
@@ -179,8 +179,15 @@ class _Objective:
         self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
         self.folded = extractor.inner_taps(self.layers)  # their loss gradients join the network's own
         layer_weights = config.style_layer_weights or [1.0] * len(self.style_layers)
-        self.weighted_style_layers = config.style_weight * torch.tensor(layer_weights, device=content.device)
-        self.zero = content.new_zeros(())
+        # the loss vector is (content losses..., style losses...): one dot gives the total, one product
+        # with ``recorder`` the record (content, style, tv, total), instead of a tensor operation per term
+        content_w = [float(config.content_weight)] * len(self.content_layers)
+        style_w = [float(config.style_weight) * float(w) for w in layer_weights]
+        zeros_c, zeros_s = [0.0] * len(content_w), [0.0] * len(style_w)
+        self.recorder = torch.tensor([content_w + zeros_s, zeros_c + style_w, zeros_c + zeros_s, content_w + style_w],
+                                     device=content.device)
+        self.weights = self.recorder[3]
+        self.tv_row = torch.tensor([0.0, 0.0, 1.0, 1.0], device=content.device)
         image_weights = _normalise(config.style_weights, len(styles))
         with torch.no_grad():
             feats = extractor(content, self.content_layers) if self.content_layers else {}
@@ -196,19 +203,14 @@ class _Objective:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted total loss (to differentiate) and a detached 4-vector (content, style, tv, total)."""
-        cfg = self.config
         feats = self.extractor(image, self.layers)
-        terms = [self.zero, self.zero, self.zero]
-        content, style = tap_losses(feats, self.content_targets, self.style_targets, self.precision, self.folded)
-        if self.content_layers:
-            terms[0] = content.sum() * cfg.content_weight
-        if self.style_layers:
-            terms[1] = torch.dot(self.weighted_style_layers, style)
-        if cfg.tv_weight:
-            terms[2] = total_variation(image) * cfg.tv_weight
-        total = terms[0] + terms[1] + terms[2]
-        with torch.no_grad():  # the record needs no graph: keep the backward to the terms themselves
-            record = torch.stack([terms[0], terms[1], terms[2], total])
+        losses = tap_loss_vector(feats, self.content_targets, self.style_targets, self.precision, self.folded)
+        total = torch.dot(self.weights, losses)
+        record = torch.mv(self.recorder, losses.detach())
+        if self.config.tv_weight:
+            tv = total_variation(image) * self.config.tv_weight
+            total = total + tv
+            record = record + self.tv_row * tv.detach()
         return total, record
 
 
@@ -318,7 +320,7 @@ class _Runner:
 
     def _record(self, terms: torch.Tensor) -> None:
         step = len(self.records)
-        self.records.append(terms.detach())
+        self.records.append(terms)
         every = self.config.progress_every
         if self.callback is not None and (step == 0 or step == self.config.steps or (every and step % every == 0)):
             preview = None

@@ -2,44 +2,78 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import functools
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from nst.precision import products
 
-_Terms = tuple[torch.Tensor, Optional[torch.Tensor], float, Optional[torch.Tensor], float]  # flat, diff, c, D, s
+class _Terms(NamedTuple):
+    """One layer's loss gradient ``c*diff + s*D F``, with the map F held as ``rows`` (see ``_rows``)."""
+
+    rows: torch.Tensor
+    diff: Optional[torch.Tensor]  # F - T, shaped like rows; None without a content term
+    c: float
+    gram_diff: Optional[torch.Tensor]  # D, symmetric; None without a style term
+    s: float
+    pixel_major: bool
+    shape: torch.Size  # the map's own shape
+
+
+def _pixel_major(features: torch.Tensor) -> bool:
+    """Whether a map is stored channels-last (and not also plainly contiguous, as a 1x1 map is)."""
+    return features.dim() == 4 and not features.is_contiguous() and features.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def _rows(features: torch.Tensor, pixel_major: bool) -> torch.Tensor:
+    """A BxCxHxW map as a matrix in memory order: BxCx(HW) for NCHW maps, Bx(HW)xC for channels-last ones.
+
+    A channels-last map becomes a contiguous Bx(HW)xC matrix with canonical strides in one view: a
+    reshape may give a batch of one an odd batch stride, and then oneDNN's bf16 products copy the
+    whole map first (12 ms for VGG-19's first map). Other layouts are permuted (copied if needed).
+    """
+    b, c = features.shape[:2]
+    if not pixel_major:
+        return features.reshape(b, c, -1)
+    if features.is_contiguous(memory_format=torch.channels_last):
+        n = features.numel() // (b * c)
+        return features.as_strided((b, n, c), (n * c, c, 1))
+    return features.permute(0, 2, 3, 1).reshape(b, -1, c)
+
+
+def _as_map(rows: torch.Tensor, shape: torch.Size, pixel_major: bool) -> torch.Tensor:
+    """``_rows`` undone: the matrix back in the map's shape (channels-last for pixel-major rows)."""
+    if not pixel_major:
+        return rows.view(shape)
+    b, c, h, w = shape
+    if rows.is_contiguous():
+        return rows.as_strided(shape, (h * w * c, 1, w * c, c))
+    return rows.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def _gram_product(rows: torch.Tensor, pixel_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The operands of F F^T for ``rows`` of either orientation."""
+    return (rows.mT, rows) if pixel_major else (rows, rows.mT)
 
 
 class _Gram(torch.autograd.Function):
-    """F F^T with a one-matmul backward: d/dF = (dG + dG^T) F (autograd's default needs two)."""
+    """F F^T of a map with a one-matmul backward: d/dF = (dG + dG^T) F (autograd's default needs two)."""
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(flat)
-        return torch.bmm(flat, flat.transpose(1, 2))
+    def forward(ctx, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        pixel_major = _pixel_major(features)
+        rows = _rows(features, pixel_major)
+        ctx.save_for_backward(rows)
+        ctx.pixel_major, ctx.shape = pixel_major, features.shape
+        return torch.bmm(*_gram_product(rows, pixel_major))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (flat,) = ctx.saved_tensors
-        return _loss_gradient((flat, None, 0.0, grad + grad.transpose(1, 2), 1.0), "exact")
-
-
-def _channels_last(flat: torch.Tensor) -> bool:
-    """Whether a BxCxN view of a map is the transpose of a contiguous BxNxC matrix (a channels-last map)."""
-    return flat.shape[-1] > 1 and flat.stride(-1) != 1
-
-
-def _matrix_view(features: torch.Tensor) -> torch.Tensor:
-    """BxCxHxW -> a BxCx(HW) view. A channels-last map gives the transpose of a contiguous Bx(HW)xC
-    matrix with canonical strides: a plain reshape may give a batch of one an odd batch stride, for
-    which oneDNN's bf16 products copy the whole map first (12 ms for VGG-19's first map)."""
-    b, c = features.shape[:2]
-    channels_last = features.dim() == 4 and features.is_contiguous(memory_format=torch.channels_last)
-    if channels_last and not features.is_contiguous():
-        return features.permute(0, 2, 3, 1).reshape(b, -1, c).mT
-    return features.reshape(b, c, -1)
+        (rows,) = ctx.saved_tensors
+        return _loss_gradient(_Terms(rows, None, 0.0, grad + grad.mT, 1.0, ctx.pixel_major, ctx.shape))
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -49,119 +83,144 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     tutorial's a*b*c*d, so a batch of one matches the tutorial exactly).
     """
     a, b, c, d = features.shape
-    return _Gram.apply(_matrix_view(features)) / (a * b * c * d)
+    return _Gram.apply(features) / (a * b * c * d)
 
 
-def _mean_squares(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """A vector with the mean of the squared entries of each tensor (one fused norm call for all)."""
+@functools.lru_cache(maxsize=64)
+def _reciprocals(sizes: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """1/size for each size, as a constant vector on ``device`` (made once per set of layer sizes)."""
+    return torch.tensor([1.0 / n for n in sizes], device=device)
+
+
+def _mean_squares(tensors: Sequence[torch.Tensor], sizes: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """A vector with each tensor's sum of squares divided by its size (default: its number of entries)."""
     norms = torch.stack(torch._foreach_norm(list(tensors)))
-    return norms.mul_(norms).div_(torch.tensor([float(t.numel()) for t in tensors], device=norms.device))
+    sizes = tuple(sizes) if sizes is not None else tuple(t.numel() for t in tensors)
+    return norms.mul_(norms).mul_(_reciprocals(sizes, norms.device))
 
 
-def _loss_gradient(terms: _Terms, precision: str, into: Optional[torch.Tensor] = None,
-                   exclusive: bool = False) -> torch.Tensor:
-    """``into + c*diff + s*D@flat`` shaped like ``flat`` (BxCxN); ``into`` is updated in place if ``exclusive``.
+def _loss_gradient(terms: _Terms, into: Optional[torch.Tensor] = None, exclusive: bool = False) -> torch.Tensor:
+    """``into + c*diff + s*D F`` shaped like the map; ``into`` is updated in place if ``exclusive``.
 
-    For a channels-last map everything is computed transposed (``c*diff^T + s*flat^T@D``, D symmetric),
-    so the gradient comes out in the map's own layout and the products read contiguous memory.
+    Computed in the map's memory order (``c*diff^T + s*F^T D`` for a channels-last map, D symmetric),
+    so the gradient comes out in the map's own layout and the products read contiguous memory. The
+    caller sets the products' precision (``nst.precision.products``).
     """
-    flat, diff, c, gram_diff, s = terms
-    transposed = _channels_last(flat)
-    orient = (lambda t: t.mT) if transposed else (lambda t: t)
-
-    def operands(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (flat.mT, d) if transposed else (d, flat)
-
-    diff = orient(_matrix_view(diff)) if diff is not None else None
-    with products(precision, flat.device):
-        if into is None:
-            if c and s:
-                return orient(torch.baddbmm(diff, *operands(gram_diff), beta=c, alpha=s))
-            return orient(torch.bmm(*operands(gram_diff * s)) if s else diff * c)
-        into = orient(_matrix_view(into))
-        if not exclusive:  # the first term goes out of place, which makes the private copy for the second
-            if not c:
-                return orient(torch.baddbmm(into, *operands(gram_diff), alpha=s))
-            into, c = torch.add(into, diff, alpha=c), 0.0
-        if c:
-            into.add_(diff, alpha=c)
-        if s:  # beta 1 and alpha != 0: oneDNN's bf16 mode is only wrong for beta = alpha = 0
-            into.baddbmm_(*operands(gram_diff), alpha=s)
-        return orient(into)
+    rows, diff, c, gram_diff, s, pixel_major, shape = terms
+    operands = (rows, gram_diff) if pixel_major else (gram_diff, rows)
+    if into is None:
+        if s:  # beta 0 ignores the first argument; alpha != 0: oneDNN's bf16 mode is only wrong for both 0
+            out = torch.baddbmm(diff if c else rows, *operands, beta=c, alpha=s)
+        else:
+            out = diff * c
+        return _as_map(out, shape, pixel_major)
+    into = _rows(into, pixel_major)
+    if not exclusive:  # the first term goes out of place, which makes the private copy for the second
+        if not c:
+            return _as_map(torch.baddbmm(into, *operands, alpha=s), shape, pixel_major)
+        into, c = torch.add(into, diff, alpha=c), 0.0
+    if c:
+        into.add_(diff, alpha=c)
+    if s:
+        into.baddbmm_(*operands, alpha=s)
+    return _as_map(into, shape, pixel_major)
 
 
 class _LayerLosses(torch.autograd.Function):
     """Content losses mean((F_i - T_i)^2) and style losses mean((gram(F_i) - A_i)^2) of several layers in one node.
 
     ``plan``: per layer its content target or None, its style target or None, and a slot or None,
-    then the order of the style outputs (layer indices). Outputs: a vector of content losses in layer
-    order and one of style losses in ``style_order``. Forward: one matrix product per style layer,
+    then the order of the style losses (layer indices). Output: one vector, the content losses in layer
+    order, then the style losses in ``style_order``. Forward: one matrix product per style layer,
     with the normalisation and the target folded in (D = F F^T / n_F - A). Backward by hand: per
     layer one product for both terms, dL/dF = 2c (F - T) / n_F + 4s D F / (n_D n_F) (D is symmetric
     because A is a gram matrix or a blend of grams). A layer weighted 0 gets no gradient and costs
     nothing. A layer with a slot gets None here and its terms go to the slot, whose hook on the
     feature adds them to the gradient arriving from later layers (``nst.tap_losses``). One node for
-    all layers keeps the per-layer Python and autograd cost out of each step.
+    all layers, and as few tensor operations as the sums allow: on a CPU each operation right after
+    the network's pass costs tens of microseconds (its code and data are out of cache), and a small
+    network such as AlexNet takes ~22 ms per step.
     """
 
     @staticmethod
     def forward(ctx, plan: tuple, precision: str, *features: torch.Tensor):  # type: ignore[override]
         content_targets, style_targets, slots, style_order = plan
-        flats = [_matrix_view(f) for f in features]
-        diffs = [torch.sub(f, t) if t is not None else None for f, t in zip(features, content_targets)]
+        layouts = [_pixel_major(f) for f in features]
+        rows = [_rows(f, p) for f, p in zip(features, layouts)]
+        diffs = [_rows(torch.sub(f, t), p) if t is not None else None
+                 for f, t, p in zip(features, content_targets, layouts)]
         with products(precision, features[0].device):  # only the products: other ops run slower in that mode
-            gram_diffs = [torch.baddbmm(a, flat, flat.transpose(1, 2), beta=-1.0, alpha=1.0 / flat.numel())
-                          if a is not None else None for flat, a in zip(flats, style_targets)]
-        ctx.save_for_backward(*flats, *diffs, *gram_diffs)
-        ctx.precision, ctx.slots, ctx.shapes, ctx.style_order = precision, slots, [f.shape for f in features], style_order
-        contents, styles = [d for d in diffs if d is not None], [gram_diffs[i] for i in style_order]
-        empty = features[0].new_zeros(0)
-        return (_mean_squares(contents) if contents else empty), (_mean_squares(styles) if styles else empty.clone())
+            grams = [torch.bmm(*_gram_product(r, p)) if a is not None else None
+                     for r, p, a in zip(rows, layouts, style_targets)]
+        # n D = F F^T - n A (n: the map's size): a product and a subtraction cost less than one baddbmm
+        gram_diffs = [g.sub_(a, alpha=r.numel()) if a is not None else None
+                      for g, r, a in zip(grams, rows, style_targets)]
+        ctx.save_for_backward(*rows, *diffs, *gram_diffs)
+        ctx.precision, ctx.slots, ctx.style_order = precision, slots, style_order
+        ctx.layouts, ctx.shapes = layouts, [f.shape for f in features]
+        contents = [d for d in diffs if d is not None]
+        squares = contents + [gram_diffs[i] for i in style_order]
+        sizes = [d.numel() for d in contents] + [gram_diffs[i].numel() * rows[i].numel() ** 2 for i in style_order]
+        return _mean_squares(squares, sizes) if squares else features[0].new_zeros(0)
 
     @staticmethod
-    def backward(ctx, content_grad: torch.Tensor, style_grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, loss_grad: torch.Tensor):  # type: ignore[override]
         saved = ctx.saved_tensors
         count = len(ctx.slots)
-        flats, diffs, gram_diffs = saved[:count], saved[count:2 * count], saved[2 * count:]
-        weights = iter(content_grad.tolist())  # plain numbers, in the order of the forward's outputs
+        rows, diffs, gram_diffs = saved[:count], saved[count:2 * count], saved[2 * count:]
+        weights = iter(loss_grad.tolist())  # plain numbers, in the order of the forward's output
         content_w = [next(weights) if d is not None else 0.0 for d in diffs]
         style_w = [0.0] * count
-        for i, w in zip(ctx.style_order, style_grad.tolist()):
+        for i, w in zip(ctx.style_order, weights):
             style_w[i] = w
         grads: list[Optional[torch.Tensor]] = []
-        for flat, diff, gram_diff, wc, ws, slot, shape in zip(flats, diffs, gram_diffs, content_w, style_w,
-                                                             ctx.slots, ctx.shapes):
-            c = 2.0 * wc / flat.numel() if wc else 0.0
-            s = 4.0 * ws / (gram_diff.numel() * flat.numel()) if ws else 0.0
-            terms = (flat, diff, c, gram_diff, s) if (c or s) else None
-            if slot is not None:
-                slot.terms = terms
-                grads.append(None)
-            else:
-                grads.append(_loss_gradient(terms, ctx.precision).view(shape) if terms is not None else None)
+        with products(ctx.precision, rows[0].device):
+            for r, diff, gram_diff, wc, ws, slot, pixel_major, shape in zip(
+                    rows, diffs, gram_diffs, content_w, style_w, ctx.slots, ctx.layouts, ctx.shapes):
+                c = 2.0 * wc / r.numel() if wc else 0.0
+                s = 4.0 * ws / (gram_diff.numel() * r.numel() ** 2) if ws else 0.0  # gram_diff is n D
+                terms = _Terms(r, diff, c, gram_diff, s, pixel_major, shape) if (c or s) else None
+                if slot is not None:
+                    slot.terms = terms
+                    grads.append(None)
+                else:
+                    grads.append(_loss_gradient(terms) if terms is not None else None)
         if any(slot is not None and slot.terms is not None for slot in ctx.slots):
             # a folded tap's hook fires only if some gradient flows down through the network to it
-            grads = [torch.zeros(shape, dtype=flat.dtype, device=flat.device) if g is None and slot is None else g
-                     for g, slot, flat, shape in zip(grads, ctx.slots, flats, ctx.shapes)]
+            grads = [torch.zeros(shape, dtype=r.dtype, device=r.device) if g is None and slot is None else g
+                     for g, slot, r, shape in zip(grads, ctx.slots, rows, ctx.shapes)]
         return (None, None, *grads)
 
 
-def layer_losses(features: Sequence[torch.Tensor], content_targets: Sequence[Optional[torch.Tensor]],
-                 style_targets: Sequence[Optional[torch.Tensor]], precision: str = "exact",
-                 style_order: Optional[Sequence[int]] = None,
-                 slots: Optional[Sequence[object]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _constant(target: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return target.detach() if target is not None and target.requires_grad else target
+
+
+def layer_loss_vector(features: Sequence[torch.Tensor], content_targets: Sequence[Optional[torch.Tensor]],
+                      style_targets: Sequence[Optional[torch.Tensor]], precision: str = "exact",
+                      style_order: Optional[Sequence[int]] = None,
+                      slots: Optional[Sequence[object]] = None) -> torch.Tensor:
     """Content and style losses of BxCxHxW ``features`` (targets constant, None where a layer has no
-    such term), in one autograd node: a vector of content losses in layer order and one of style
-    losses in ``style_order`` (default: layer order). ``precision`` is ``exact`` or ``fast``
-    (``nst.precision``; resolve ``auto`` first)."""
-    content = tuple(t.detach().expand_as(f) if t is not None else None
-                    for f, t in zip(features, content_targets, strict=True))
-    style = tuple(a.detach().expand(f.shape[0], -1, -1) if a is not None else None
-                  for f, a in zip(features, style_targets, strict=True))
+    such term), in one autograd node and one vector: the content losses in layer order, then the
+    style losses in ``style_order`` (default: layer order). ``precision`` is ``exact`` or ``fast``
+    (``nst.precision``; resolve ``auto`` first). ``slots``: see ``nst.tap_losses``."""
+    content = tuple(_constant(t) for t in content_targets)  # the subtractions broadcast a batch of one
+    style = tuple(_constant(a) for a in style_targets)
+    if len(content) != len(features) or len(style) != len(features):
+        raise ValueError("layer_losses needs one content and one style target (or None) per feature map")
     if style_order is None:
         style_order = [i for i, a in enumerate(style) if a is not None]
     slots = tuple(slots) if slots is not None else (None,) * len(features)
     return _LayerLosses.apply((content, style, slots, tuple(style_order)), precision, *features)
+
+
+def layer_losses(features: Sequence[torch.Tensor], content_targets: Sequence[Optional[torch.Tensor]],
+                 style_targets: Sequence[Optional[torch.Tensor]], precision: str = "exact",
+                 style_order: Optional[Sequence[int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer_loss_vector`` split in two: the vector of content losses and the vector of style losses."""
+    losses = layer_loss_vector(features, content_targets, style_targets, precision, style_order)
+    count = sum(t is not None for t in content_targets)
+    return losses[:count], losses[count:]
 
 
 def content_losses(features: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:

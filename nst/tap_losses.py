@@ -15,7 +15,8 @@ from typing import Collection, Mapping, Optional
 
 import torch
 
-from nst.losses import _loss_gradient, _Terms, layer_losses
+from nst.losses import _loss_gradient, _Terms, layer_loss_vector
+from nst.precision import products
 
 # Folding pays where a map does not fit in cache (the saved round trip is through main memory); for
 # smaller maps the hook's own cost is larger than what it saves (measured on a 2-core CPU: VGG-19 at
@@ -52,14 +53,15 @@ class _FoldSlot:
         terms, self.terms = self.terms, None
         if terms is None:
             return None
-        return _loss_gradient(terms, self.precision, grad, _exclusively_owned(grad)).view_as(grad)
+        with products(self.precision, grad.device):
+            return _loss_gradient(terms, grad, _exclusively_owned(grad))
 
 
-def tap_losses(features: Mapping[str, torch.Tensor], content_targets: Mapping[str, torch.Tensor],
-               style_targets: Mapping[str, torch.Tensor], precision: str = "exact",
-               fold: Collection[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
-    """Content losses (one per ``content_targets`` entry, in its order) and style losses (one per
-    ``style_targets`` entry) of the tapped ``features``, in one autograd node.
+def tap_loss_vector(features: Mapping[str, torch.Tensor], content_targets: Mapping[str, torch.Tensor],
+                    style_targets: Mapping[str, torch.Tensor], precision: str = "exact",
+                    fold: Collection[str] = ()) -> torch.Tensor:
+    """Content losses (one per ``content_targets`` entry, in its order) then style losses (one per
+    ``style_targets`` entry) of the tapped ``features``, in one autograd node and one vector.
 
     ``style_targets`` are constant, symmetric grams (``nst.losses.gram_matrix`` or blends of them);
     ``precision`` is ``exact`` or ``fast`` (``nst.precision``). ``fold`` names the taps whose
@@ -76,5 +78,14 @@ def tap_losses(features: Mapping[str, torch.Tensor], content_targets: Mapping[st
         if slot is not None:
             tensor.register_hook(slot)
         slots.append(slot)
-    return layer_losses(tapped, [content_targets.get(n) for n in names], [style_targets.get(n) for n in names],
-                        precision, [names.index(n) for n in style_targets], slots)
+    return layer_loss_vector(tapped, [content_targets.get(n) for n in names],
+                             [style_targets.get(n) for n in names], precision,
+                             [names.index(n) for n in style_targets], slots)
+
+
+def tap_losses(features: Mapping[str, torch.Tensor], content_targets: Mapping[str, torch.Tensor],
+               style_targets: Mapping[str, torch.Tensor], precision: str = "exact",
+               fold: Collection[str] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tap_loss_vector`` split in two: the vector of content losses and the vector of style losses."""
+    losses = tap_loss_vector(features, content_targets, style_targets, precision, fold)
+    return losses[:len(content_targets)], losses[len(content_targets):]
