@@ -10,13 +10,15 @@ import torch.nn.functional as F
 
 from nst.precision import products
 
+
 class _Terms(NamedTuple):
     """One layer's loss gradient ``c*diff + s*D F``, with the map F held as ``rows`` (see ``_rows``)."""
 
     rows: torch.Tensor
     diff: Optional[torch.Tensor]  # F - T, shaped like rows; None without a content term
     c: float
-    gram_diff: Optional[torch.Tensor]  # D, symmetric; None without a style term
+    gram_diff: Optional[torch.Tensor]  # D, symmetric (or a multiple of it, with s divided to match); None without
+    # a style term
     s: float
     pixel_major: bool
     shape: torch.Size  # the map's own shape
@@ -131,10 +133,10 @@ class _LayerLosses(torch.autograd.Function):
 
     ``plan``: per layer its content target or None, its style target or None, and a slot or None,
     then the order of the style losses (layer indices). Output: one vector, the content losses in layer
-    order, then the style losses in ``style_order``. Forward: one matrix product per style layer,
-    with the normalisation and the target folded in (D = F F^T / n_F - A). Backward by hand: per
-    layer one product for both terms, dL/dF = 2c (F - T) / n_F + 4s D F / (n_D n_F) (D is symmetric
-    because A is a gram matrix or a blend of grams). A layer weighted 0 gets no gradient and costs
+    order, then the style losses in ``style_order``. Forward: one matrix product and one subtraction
+    per style layer, kept unnormalised (n_F D = F F^T - n_F A, with D = gram(F) - A). Backward by
+    hand: per layer one product for both terms, dL/dF = 2c (F - T) / n_F + 4s D F / (n_D n_F) (D is
+    symmetric because A is a gram matrix or a blend of grams). A layer weighted 0 gets no gradient and costs
     nothing. A layer with a slot gets None here and its terms go to the slot, whose hook on the
     feature adds them to the gradient arriving from later layers (``nst.tap_losses``). One node for
     all layers, and as few tensor operations as the sums allow: on a CPU each operation right after
