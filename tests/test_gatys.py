@@ -9,7 +9,7 @@ import torch
 from nst.errors import ConfigError
 from nst.gatys import PRESETS, GatysConfig, _Objective, initial_image, preset, stylize
 from nst.images import to_tensor
-from nst.losses import gram_matrix
+from nst.losses import content_loss, gram_matrix, style_loss, total_variation
 from nst.precision import resolve_precision
 from nst.progress import CancelToken
 
@@ -103,6 +103,30 @@ def test_style_image_weights_blend_the_gram_targets(content_image, style_image, 
     single = run(content_image, [style_image], vgg19_random, steps=4, optimizer="adam")
     weighted = run(content_image, [style_image, other], vgg19_random, steps=4, optimizer="adam", style_weights=[1, 0])
     assert single.history == weighted.history
+
+
+def test_the_objective_record_is_the_weighted_sum_of_each_term(content_image, style_image, vgg19_random):
+    config = tiny(content_layers=["conv_2", "conv_4"], style_layer_weights=[1.0, 0.5, 2.0, 0.0, 3.0], tv_weight=0.25,
+                  content_weight=3.0, style_weight=1e4, gram_precision="exact")
+    layers = list(dict.fromkeys(config.content_layers + config.style_layers))
+    net = vgg19_random.truncated(layers)
+    content, style = to_tensor(content_image), to_tensor(style_image)
+    objective = _Objective(net, config, content, [style], "exact")
+    torch.manual_seed(3)
+    image = torch.rand_like(content).requires_grad_(True)
+    total, record = objective(image)
+    with torch.no_grad():
+        feats, targets, styles = net(image, layers), net(content, layers), net(style, layers)
+        expected_content = config.content_weight * sum(content_loss(feats[n], targets[n]) for n in config.content_layers)
+        expected_style = config.style_weight * sum(
+            w * style_loss(feats[n], gram_matrix(styles[n])) for n, w in zip(config.style_layers,
+                                                                              config.style_layer_weights))
+        expected_tv = config.tv_weight * total_variation(image)
+    expected = torch.stack([expected_content, expected_style, expected_tv,
+                            expected_content + expected_style + expected_tv])
+    assert torch.allclose(record, expected, rtol=1e-5)
+    assert total.item() == pytest.approx(expected[3].item(), rel=1e-5) and total.requires_grad
+    assert not record.requires_grad
 
 
 def test_per_layer_style_weights(content_image, style_image, vgg19_random):

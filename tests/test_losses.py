@@ -4,6 +4,9 @@ import pytest
 import torch
 
 from nst.losses import (
+    _as_map,
+    _pixel_major,
+    _rows,
     content_loss,
     content_losses,
     gram_matrix,
@@ -141,3 +144,23 @@ def test_several_layers_in_one_call_equal_the_layers_one_by_one():
     single = sum(w * (style_loss(f, g) + content_loss(f, o)) for w, f, g, o in zip(weights, feats, grams, others))
     for a, b in zip(together_grads, torch.autograd.grad(single, feats)):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.randn(2, 5, 4, 3),  # NCHW
+    lambda: torch.randn(2, 5, 4, 3).contiguous(memory_format=torch.channels_last),
+    lambda: torch.randn(1, 5, 1, 1).contiguous(memory_format=torch.channels_last),  # both layouts at once
+    lambda: torch.randn(2, 5, 4, 6).contiguous(memory_format=torch.channels_last)[:, :, :, ::2],  # not dense
+    lambda: torch.randn(1, 5, 4, 3).contiguous(memory_format=torch.channels_last)[:, :, 1:],  # storage offset
+])
+def test_matrix_views_of_a_map_in_any_layout_read_and_write_back_the_same_entries(make):
+    features = make()
+    for pixel_major in (False, True):
+        rows = _rows(features, pixel_major)
+        b, c = features.shape[:2]
+        expected = features.reshape(b, c, -1)
+        assert torch.equal(rows.mT if pixel_major else rows, expected)
+        assert torch.equal(_as_map(rows, features.shape, pixel_major), features)
+        assert torch.equal(_as_map(rows.clone(), features.shape, pixel_major), features)
+    assert _pixel_major(features) == (not features.is_contiguous()
+                                      and features.is_contiguous(memory_format=torch.channels_last))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nst.errors import ConfigError
-from nst.losses import gram_matrix, style_loss, style_losses
+from nst.losses import gram_matrix, layer_loss_vector, style_losses
 from nst.precision import fast_supported, products, resolve_precision
 
 CPU = torch.device("cpu")
@@ -20,22 +20,30 @@ def test_unknown_precision_is_refused():
         resolve_precision("half", CPU)
 
 
-def test_fast_style_loss_matches_exact_or_is_refused_where_unsupported():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("with_content", [False, True])
+def test_fast_losses_match_exact_or_are_refused_where_unsupported(layout, with_content):
     torch.manual_seed(0)
-    features = torch.randn(1, 32, 24, 24, requires_grad=True)
+    features = torch.randn(1, 32, 24, 24).contiguous(memory_format=layout).requires_grad_(True)
     target = gram_matrix(torch.randn(1, 32, 24, 24))
+    content = torch.randn(1, 32, 24, 24).contiguous(memory_format=layout) if with_content else None
     if not fast_supported(CPU):
         with pytest.raises(ConfigError, match="needs a CPU with bfloat16 units"):
             resolve_precision("fast", CPU)
         return
-    exact = style_loss(features, target, "exact")
+
+    def loss(precision: str) -> torch.Tensor:  # the style term alone, or both terms in one product
+        return layer_loss_vector([features], [content], [target], precision).sum()
+
+    exact = loss("exact")
     (exact_grad,) = torch.autograd.grad(exact, features)
-    fast = style_loss(features, target, resolve_precision("fast", CPU))
+    fast = loss(resolve_precision("fast", CPU))
     (fast_grad,) = torch.autograd.grad(fast, features)
     assert fast.item() == pytest.approx(exact.item(), rel=1e-3)
     assert torch.allclose(fast_grad, exact_grad, rtol=0, atol=1e-2 * exact_grad.abs().max().item())
     cosine = torch.nn.functional.cosine_similarity(fast_grad.flatten(), exact_grad.flatten(), dim=0)
     assert cosine.item() > 0.9999
+    assert fast_grad.is_contiguous(memory_format=layout)
 
 
 def test_products_restore_the_backend_setting_even_after_an_error():
