@@ -4,14 +4,17 @@ For each backbone's preset layers at each size it times, in ``--rounds`` rounds 
 
 - step: a full optimisation step of ``nst.gatys`` (features, content/style/TV losses, backward,
   history, progress, optimiser update; the median time between consecutive steps of a real run);
-- optim: the part of a step spent in the optimiser's own update (``optimiser_ms_per_step``; for
-  L-BFGS it grows with the stored history, up to 100 pairs, so it is small in a short run);
+- optim: the part of a step spent in the optimiser's own update (``optimiser_ms_per_step``, a mean;
+  for L-BFGS it grows with the stored history, up to 100 pairs, so it is small in a short run);
+- eval: the rest of a step, one loss evaluation (features, losses, backward, history, progress):
+  the median over the run's evaluations (``evaluation_ms_median``);
 - bare: a forward+backward of the same truncated network alone (its outputs are the requested
   activations; backward from all of them);
 - hand: bare plus the same loss functions called directly, with no objective or optimiser.
 
-losses/bare = (step - optim) / bare is what the losses and their bookkeeping add to the network's
-own work; the target is at most 1.15. The lowest and highest round's value are printed beside the
+losses/bare = eval / bare is what the losses and their bookkeeping add to the network's own work;
+the target is at most 1.15. (Earlier tables used (step - optim) / bare, a median minus a mean: the
+same quantity, measured with more noise.) The lowest and highest round's value are printed beside the
 median, so the machine's noise is visible. Random weights: timings do not depend on the values.
 
     python bench/gatys.py [--sizes 256 512] [--steps 8] [--rounds 3] [--device cpu] [--optimizer adam]
@@ -95,7 +98,7 @@ def bare_step_ms(net, layers: list[str], size: int, device: torch.device, repeat
 
 def gatys_step_ms(backbone: str, preset_name: str, size: int, device: torch.device, steps: int, optimizer: str):
     """Median ms between consecutive steps of a real run (after a warm-up run), the mean ms per step
-    spent in the optimiser's own update, and the net and config."""
+    spent in the optimiser's own update, the median ms of one loss evaluation, and the net and config."""
     net = get_backbone(backbone, "random", device=str(device))
     config = preset(preset_name, size=size, steps=steps, device=str(device), optimizer=optimizer,
                     weights="random", progress_every=1)
@@ -105,7 +108,7 @@ def gatys_step_ms(backbone: str, preset_name: str, size: int, device: torch.devi
     result = stylize(content, [style], config, extractor=net, scorer=None, callback=lambda p: stamps.append(p.elapsed))
     stamps = stamps[:steps]  # the last report is the final evaluation, not a step
     step = 1000 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-    return step, result.timings["optimiser_ms_per_step"], net, config
+    return step, result.timings["optimiser_ms_per_step"], result.timings["evaluation_ms_median"], net, config
 
 
 def hand_step_ms(net, config, size: int, device: torch.device, repeats: int) -> float:
@@ -169,10 +172,10 @@ def main() -> None:
           f"optimizer={args.optimizer} steps={args.steps} rounds={args.rounds} gram_precision={precision} malloc_tuned={tuned}")
     print("step: one nst.gatys step; optim: the optimiser's own update within it (L-BFGS: grows with its "
           "history, up to 100 pairs);\nbare: network forward+backward only; hand: bare + the same loss functions "
-          "called directly;\nlosses/bare: (step - optim) / bare, what the losses and their bookkeeping add (target <= 1.15); "
-          "lo-hi: its lowest and highest round")
-    print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>8} {'optim ms':>8} {'bare ms':>8} "
-          f"{'hand ms':>8} {'losses/bare':>11} {'lo-hi':>11} {'step/bare':>9} {'step/hand':>9}")
+          "called directly;\neval: one loss evaluation within a step (step - optim, as a median); losses/bare: eval / bare, "
+          "what the losses and their bookkeeping add (target <= 1.15); lo-hi: its lowest and highest round")
+    print(f"{'backbone':<18} {'preset':<18} {'size':>5} {'step ms':>8} {'optim ms':>8} {'eval ms':>8} {'bare ms':>8} "
+          f"{'hand ms':>8} {'losses/bare':>11} {'lo-hi':>11} {'step/bare':>9} {'eval/hand':>9}")
     step_at: dict[tuple[str, int], float] = {}
     for backbone, preset_name in CASES:
         if args.backbones and backbone not in args.backbones:
@@ -180,17 +183,18 @@ def main() -> None:
         for size in args.sizes:
             rounds = []
             for _ in range(args.rounds):  # rounds and medians: a shared machine's noise moves single timings
-                ms, optim, net, config = gatys_step_ms(backbone, preset_name, size, device, args.steps,
-                                                       args.optimizer)
+                ms, optim, evaluation, net, config = gatys_step_ms(backbone, preset_name, size, device, args.steps,
+                                                                   args.optimizer)
                 bare = bare_step_ms(net, config.content_layers + config.style_layers, size, device, args.steps)
                 hand = hand_step_ms(net, config, size, device, args.steps)
-                rounds.append((ms, optim, bare, hand))
-            ms, optim, bare, hand = (statistics.median(column) for column in zip(*rounds))
-            per_round = list(zip(*[((m - o) / b, m / b, m / h) for m, o, b, h in rounds]))
+                rounds.append((ms, optim, evaluation, bare, hand))
+            ms, optim, evaluation, bare, hand = (statistics.median(column) for column in zip(*rounds))
+            per_round = list(zip(*[(e / b, m / b, e / h) for m, o, e, b, h in rounds]))
             ratios = [statistics.median(r) for r in per_round]
             spread = f"{min(per_round[0]):.3f}-{max(per_round[0]):.3f}"  # the machine's noise, round to round
             step_at[(backbone, size)] = ms
-            print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>8.1f} {optim:>8.1f} {bare:>8.1f} {hand:>8.1f} "
+            print(f"{backbone:<18} {preset_name:<18} {size:>5} {ms:>8.1f} {optim:>8.1f} {evaluation:>8.1f} {bare:>8.1f} "
+                  f"{hand:>8.1f} "
                   f"{ratios[0]:>11.3f} {spread:>11} {ratios[1]:>9.2f} {ratios[2]:>9.2f}", flush=True)
     for size in args.sizes:
         if ("vgg19", size) in step_at:

@@ -8,6 +8,7 @@ row 0 being the initial image before any update and row N the final image.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -283,8 +284,9 @@ def stylize(
         seconds=finished - started,
         timings={"prepare": prepared - started, "optimise": optimised - prepared, "metrics": finished - optimised,
                  "ms_per_step": 1000 * (looped - prepared) / max(1, runner.evaluations),
-                 "optimiser_ms_per_step": 1000 * (looped - prepared - runner.evaluation_seconds)
-                 / max(1, runner.evaluations)},
+                 "optimiser_ms_per_step": 1000 * (looped - prepared - sum(runner.evaluation_seconds))
+                 / max(1, runner.evaluations),
+                 "evaluation_ms_median": 1000 * statistics.median(runner.evaluation_seconds or [0.0])},
         notes=notes,
         cancelled=cancelled,
     )
@@ -303,7 +305,7 @@ class _Runner:
         self.started = started
         self.records: list[torch.Tensor] = []
         self.evaluations = 0
-        self.evaluation_seconds = 0.0  # inside the loss evaluations; the rest of the loop is the optimiser's
+        self.evaluation_seconds: list[float] = []  # each loss evaluation's; the rest of the loop is the optimiser's
         lr = config.lr if config.lr is not None else DEFAULT_LR[config.optimizer]
         if config.optimizer == "lbfgs":
             self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS([image], lr=lr,
@@ -339,7 +341,7 @@ class _Runner:
         total.backward()
         self.evaluations += 1
         self._record(terms)
-        self.evaluation_seconds += time.perf_counter() - entered
+        self.evaluation_seconds.append(time.perf_counter() - entered)
         return total
 
     def optimise(self) -> None:

@@ -181,6 +181,7 @@ def test_metrics_and_preserve_color(content_image, style_image, vgg19_random):
     assert set(result.metrics) >= {"ssim_content", "ssim_style", "reference_content_loss", "reference_style_loss"}
     assert result.timings["ms_per_step"] > 0 and result.seconds > 0
     assert 0 <= result.timings["optimiser_ms_per_step"] < result.timings["ms_per_step"]
+    assert 0 < result.timings["evaluation_ms_median"] < result.seconds * 1000
 
 
 def test_a_shorter_lbfgs_history_still_optimises(content_image, style_image, vgg19_random):
