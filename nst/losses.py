@@ -17,8 +17,7 @@ class _Terms(NamedTuple):
     rows: torch.Tensor
     diff: Optional[torch.Tensor]  # F - T, shaped like rows; None without a content term
     c: float
-    gram_diff: Optional[torch.Tensor]  # D, symmetric (or a multiple of it, with s divided to match); None without
-    # a style term
+    gram_diff: Optional[torch.Tensor]  # D (symmetric), or k D with s divided by k; None without a style term
     s: float
     pixel_major: bool
     shape: torch.Size  # the map's own shape
