@@ -93,11 +93,10 @@ def _reciprocals(sizes: tuple[float, ...], device: torch.device) -> torch.Tensor
     return torch.tensor([1.0 / n for n in sizes], device=device)
 
 
-def _mean_squares(tensors: Sequence[torch.Tensor], sizes: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """A vector with each tensor's sum of squares divided by its size (default: its number of entries)."""
+def _mean_squares(tensors: Sequence[torch.Tensor], sizes: Sequence[float]) -> torch.Tensor:
+    """A vector with each tensor's sum of squares divided by its size (one fused norm call for all)."""
     norms = torch.stack(torch._foreach_norm(list(tensors)))
-    sizes = tuple(sizes) if sizes is not None else tuple(t.numel() for t in tensors)
-    return norms.mul_(norms).mul_(_reciprocals(sizes, norms.device))
+    return norms.mul_(norms).mul_(_reciprocals(tuple(sizes), norms.device))
 
 
 def _loss_gradient(terms: _Terms, into: Optional[torch.Tensor] = None, exclusive: bool = False) -> torch.Tensor:
@@ -208,7 +207,7 @@ def layer_loss_vector(features: Sequence[torch.Tensor], content_targets: Sequenc
     content = tuple(_constant(t) for t in content_targets)  # the subtractions broadcast a batch of one
     style = tuple(_constant(a) for a in style_targets)
     if len(content) != len(features) or len(style) != len(features):
-        raise ValueError("layer_losses needs one content and one style target (or None) per feature map")
+        raise ValueError("layer_loss_vector needs one content and one style target (or None) per feature map")
     if style_order is None:
         style_order = [i for i, a in enumerate(style) if a is not None]
     slots = tuple(slots) if slots is not None else (None,) * len(features)
